@@ -1,0 +1,123 @@
+//! What can go wrong when connecting, joining and pushing, worded for the person who
+//! will read it in a log or a notification.
+use std::time::Duration;
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum ConnectError {
+    #[error("Kandan refused the connection to {url} (HTTP {status}): {hint}")]
+    Refused {
+        url: String,
+        status: u16,
+        hint: &'static str,
+    },
+    #[error("could not reach Kandan at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("TLS setup for {url} failed: {reason}")]
+    Tls { url: String, reason: String },
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum JoinError {
+    #[error("Kandan refused to join {topic}: {}", reason_of(.response))]
+    Rejected { topic: String, response: Value },
+    #[error("no reply to joining {topic} within {after:?}")]
+    Timeout { topic: String, after: Duration },
+    #[error("{topic} is already joined on this socket")]
+    AlreadyJoined { topic: String },
+    #[error("the Kandan client is closed")]
+    Closed,
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum PushError {
+    #[error("cannot push {event} to {topic}: the topic is not joined")]
+    NotJoined { topic: String, event: String },
+    #[error("cannot push {event} to {topic}: the payload must be a JSON object")]
+    PayloadNotObject { topic: String, event: String },
+    #[error(
+        "cannot push {event} to {topic}: the frame is {size} bytes, over the {limit}-byte limit"
+    )]
+    TooLarge {
+        topic: String,
+        event: String,
+        size: usize,
+        limit: usize,
+    },
+    #[error("Kandan answered {event} on {topic} with an error: {}", reason_of(.response))]
+    Rejected {
+        topic: String,
+        event: String,
+        response: Value,
+    },
+    #[error("no reply from Kandan to {event} on {topic} within {after:?}")]
+    NoReply {
+        topic: String,
+        event: String,
+        after: Duration,
+    },
+    #[error("{event} on {topic} was not sent: Kandan was unreachable for {after:?}")]
+    NotDelivered {
+        topic: String,
+        event: String,
+        after: Duration,
+    },
+    #[error("the connection to Kandan dropped before it answered {event} on {topic}")]
+    Disconnected { topic: String, event: String },
+    #[error("the {topic} channel failed on the server before it answered {event}")]
+    ChannelErrored { topic: String, event: String },
+    #[error("{event} on {topic} was dropped: the topic was left")]
+    Left { topic: String, event: String },
+    #[error("the Kandan client is closed")]
+    Closed,
+}
+
+impl PushError {
+    /// Whether sending the same push again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            PushError::NoReply { .. }
+                | PushError::NotDelivered { .. }
+                | PushError::Disconnected { .. }
+                | PushError::ChannelErrored { .. }
+        )
+    }
+}
+
+/// The human part of an error response: `reason` or `error` if present, else the JSON.
+fn reason_of(response: &Value) -> String {
+    ["reason", "error", "message"]
+        .iter()
+        .find_map(|key| response.get(key).and_then(Value::as_str))
+        .map(str::to_owned)
+        .unwrap_or_else(|| response.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rejection_messages_quote_the_reason() {
+        let error = JoinError::Rejected {
+            topic: "local_runner:r".into(),
+            response: json!({"reason": "unauthorized"}),
+        };
+        assert_eq!(
+            error.to_string(),
+            "Kandan refused to join local_runner:r: unauthorized"
+        );
+        let error = PushError::Rejected {
+            topic: "t".into(),
+            event: "e".into(),
+            response: json!({"code": 1}),
+        };
+        assert_eq!(
+            error.to_string(),
+            r#"Kandan answered e on t with an error: {"code":1}"#
+        );
+    }
+}
