@@ -1,0 +1,98 @@
+//! The HTML consent page shown by the authorize endpoint when OAuth is not auto-approved
+//! (the local demo, or tests that drive a real browser flow).
+
+use std::fmt::Write as _;
+
+use crate::TestUser;
+use crate::oauth::AuthorizeRequest;
+
+/// A form that POSTs the authorize request back to `action` with the chosen user.
+pub(crate) fn render(action: &str, request: &AuthorizeRequest, users: &[TestUser]) -> String {
+    let target = match (&request.workspace, &request.channel) {
+        (Some(workspace), Some(channel)) => format!("#{channel} in {workspace}"),
+        _ if request.onboarding.as_deref() == Some("start") => "your personal workspace".into(),
+        _ => "your account".into(),
+    };
+    let mut hidden = String::new();
+    let fields = [
+        ("redirect_uri", Some(&request.redirect_uri)),
+        ("state", Some(&request.state)),
+        ("workspace", request.workspace.as_ref()),
+        ("channel", request.channel.as_ref()),
+        ("onboarding", request.onboarding.as_ref()),
+    ];
+    for (name, value) in fields {
+        if let Some(value) = value {
+            // Writing to a String cannot fail.
+            let _ = writeln!(
+                hidden,
+                r#"    <input type="hidden" name="{name}" value="{}">"#,
+                escape(value)
+            );
+        }
+    }
+    let mut options = String::new();
+    for user in users {
+        let slug = escape(&user.slug);
+        let _ = writeln!(options, r#"      <option value="{slug}">{slug}</option>"#);
+    }
+    format!(
+        r#"<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Authorize the local Codex runner</title></head>
+<body>
+  <h1>Authorize the local Codex runner</h1>
+  <p>A local runner asks to act for you in {target}.</p>
+  <form method="post" action="{action}">
+{hidden}    <label>Act as <select name="user">
+{options}    </select></label>
+    <button type="submit">Authorize</button>
+  </form>
+</body>
+</html>
+"#,
+        target = escape(&target),
+        action = escape(action),
+    )
+}
+
+/// Escapes text for HTML element content and double-quoted attribute values.
+fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_request_values() {
+        let request = AuthorizeRequest {
+            redirect_uri: "http://127.0.0.1:1/callback".into(),
+            state: r#""><script>x</script>"#.into(),
+            workspace: None,
+            channel: None,
+            onboarding: None,
+        };
+        let users = [TestUser {
+            id: 1,
+            slug: "sean".into(),
+        }];
+        let page = render("/authorize", &request, &users);
+        assert!(page.contains(r#"value="&quot;&gt;&lt;script&gt;x&lt;/script&gt;""#));
+        assert!(!page.contains("<script>"));
+        assert!(page.contains(r#"<option value="sean">sean</option>"#));
+        assert!(page.contains("Authorize</button>"));
+    }
+}

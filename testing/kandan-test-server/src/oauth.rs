@@ -1,0 +1,357 @@
+//! The runner's HTTP API (`/api/v2/local-codex-runner/...`): browser OAuth (authorize with
+//! optional consent page, code-for-token exchange), token validation and the onboarding start
+//! target — the endpoints and shapes the runner's `oauth.ts` relies on.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use url::Url;
+
+use crate::TestUser;
+use crate::consent_page;
+use crate::server::ServerCore;
+use crate::sync::lock;
+use crate::tokens::{Grant, TOKEN_TTL, TokenScope};
+
+const AUTHORIZE_PATH: &str = "/api/v2/local-codex-runner/oauth/authorize";
+/// Channel of the personal workspace that onboarding (`onboarding=start`) lands in.
+const ONBOARDING_CHANNEL: &str = "codex";
+
+pub(crate) fn routes() -> Router<Arc<ServerCore>> {
+    Router::new()
+        .route(AUTHORIZE_PATH, get(authorize).post(approve))
+        .route("/api/v2/local-codex-runner/oauth/token", post(token))
+        .route("/api/v2/local-codex-runner/oauth/validate", get(validate))
+        .route("/api/v2/local-codex-runner/start-target", get(start_target))
+}
+
+/// Query of the authorize endpoint (and hidden fields of the consent form).
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct AuthorizeRequest {
+    pub redirect_uri: String,
+    pub state: String,
+    pub workspace: Option<String>,
+    pub channel: Option<String>,
+    pub onboarding: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ApproveForm {
+    #[serde(flatten)]
+    request: AuthorizeRequest,
+    /// Slug of the user the operator picked on the consent page.
+    user: String,
+}
+
+/// Issued authorization codes awaiting exchange.
+#[derive(Default)]
+pub(crate) struct AuthorizationCodes {
+    pending: Mutex<HashMap<String, PendingCode>>,
+}
+
+struct PendingCode {
+    redirect_uri: String,
+    user: TestUser,
+    scope: Option<TokenScope>,
+}
+
+impl AuthorizationCodes {
+    fn create(&self, redirect_uri: &str, user: TestUser, scope: Option<TokenScope>) -> String {
+        let code = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>());
+        let pending = PendingCode {
+            redirect_uri: redirect_uri.to_owned(),
+            user,
+            scope,
+        };
+        lock(&self.pending).insert(code.clone(), pending);
+        code
+    }
+
+    /// Consumes `code` if it exists and was issued for `redirect_uri`.
+    fn redeem(&self, code: &str, redirect_uri: &str) -> Option<PendingCode> {
+        let mut pending = lock(&self.pending);
+        if pending.get(code)?.redirect_uri != redirect_uri {
+            return None;
+        }
+        pending.remove(code)
+    }
+}
+
+async fn authorize(
+    State(core): State<Arc<ServerCore>>,
+    Query(request): Query<AuthorizeRequest>,
+) -> Response {
+    let redirect = match check_redirect_uri(&request.redirect_uri) {
+        Ok(redirect) => redirect,
+        Err(problem) => return bad_request(problem),
+    };
+    if !core.auto_approve_oauth {
+        return Html(consent_page::render(
+            AUTHORIZE_PATH,
+            &request,
+            &core.users.all(),
+        ))
+        .into_response();
+    }
+    let Some(user) = core.users.first() else {
+        return bad_request("no test users are configured, so nobody can authorize".into());
+    };
+    grant_code(&core, &request, &redirect, user, StatusCode::FOUND)
+}
+
+/// The consent page's "Authorize" button.
+async fn approve(State(core): State<Arc<ServerCore>>, Form(form): Form<ApproveForm>) -> Response {
+    let redirect = match check_redirect_uri(&form.request.redirect_uri) {
+        Ok(redirect) => redirect,
+        Err(problem) => return bad_request(problem),
+    };
+    let Some(user) = core.users.find(&form.user) else {
+        return bad_request(format!("unknown user {:?}", form.user));
+    };
+    // 303: the browser follows a POST's redirect with a GET.
+    grant_code(&core, &form.request, &redirect, user, StatusCode::SEE_OTHER)
+}
+
+/// Issues a one-time code and redirects the browser back to the runner with it.
+fn grant_code(
+    core: &ServerCore,
+    request: &AuthorizeRequest,
+    redirect: &Url,
+    user: TestUser,
+    status: StatusCode,
+) -> Response {
+    let scope = match requested_scope(request, &user) {
+        Ok(scope) => scope,
+        Err(problem) => return bad_request(problem),
+    };
+    let code = core.oauth_codes.create(&request.redirect_uri, user, scope);
+    let mut location = redirect.clone();
+    location
+        .query_pairs_mut()
+        .append_pair("code", &code)
+        .append_pair("state", &request.state);
+    (status, [(header::LOCATION, location.to_string())]).into_response()
+}
+
+/// The scope the token will carry: the requested workspace/channel, the user's personal
+/// onboarding channel for `onboarding=start`, or none.
+fn requested_scope(
+    request: &AuthorizeRequest,
+    user: &TestUser,
+) -> Result<Option<TokenScope>, String> {
+    match (&request.workspace, &request.channel) {
+        (Some(workspace), Some(channel)) => Ok(Some(TokenScope {
+            workspace: workspace.clone(),
+            channel: channel.clone(),
+        })),
+        (None, None) if request.onboarding.as_deref() == Some("start") => {
+            Ok(Some(personal_scope(user)))
+        }
+        (None, None) => Ok(None),
+        _ => Err("workspace and channel must be given together".into()),
+    }
+}
+
+fn personal_scope(user: &TestUser) -> TokenScope {
+    TokenScope {
+        workspace: format!("personal-{}", user.slug),
+        channel: ONBOARDING_CHANNEL.to_owned(),
+    }
+}
+
+/// Accepts the runner's loopback callback (`http(s)://<host>:<port>/callback`) or the desktop
+/// app's deep link (`linzumi://oauth/callback`), nothing else: an open redirect would leak codes.
+fn check_redirect_uri(raw: &str) -> Result<Url, String> {
+    let expected =
+        "redirect_uri must be http(s)://<host>:<port>/callback or linzumi://oauth/callback";
+    let url = Url::parse(raw).map_err(|err| format!("{expected}; {raw:?} is not a URL ({err})"))?;
+    let extras = url.query().is_some() || url.fragment().is_some() || !url.username().is_empty();
+    let shape_ok = match url.scheme() {
+        "http" | "https" => {
+            url.host().is_some() && url.port().is_some() && url.path() == "/callback"
+        }
+        "linzumi" => url.host_str() == Some("oauth") && url.path() == "/callback",
+        _ => false,
+    };
+    if shape_ok && !extras {
+        Ok(url)
+    } else {
+        Err(format!("{expected}; got {raw:?}"))
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenRequest {
+    code: String,
+    redirect_uri: String,
+}
+
+async fn token(State(core): State<Arc<ServerCore>>, body: axum::body::Bytes) -> Response {
+    let Ok(request) = serde_json::from_slice::<TokenRequest>(&body) else {
+        return oauth_error("invalid_request");
+    };
+    let Some(pending) = core
+        .oauth_codes
+        .redeem(&request.code, &request.redirect_uri)
+    else {
+        return oauth_error("invalid_grant");
+    };
+    let access_token = core.tokens.issue(&pending.user, pending.scope);
+    Json(json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": TOKEN_TTL.as_secs(),
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct ScopeQuery {
+    workspace: Option<String>,
+    channel: Option<String>,
+}
+
+async fn validate(Bearer(grant): Bearer, Query(query): Query<ScopeQuery>) -> Response {
+    // An unscoped token is good for any workspace and channel.
+    let mismatch = grant.scope.as_ref().is_some_and(|scope| {
+        query
+            .workspace
+            .as_ref()
+            .is_some_and(|w| *w != scope.workspace)
+            || query.channel.as_ref().is_some_and(|c| *c != scope.channel)
+    });
+    if mismatch {
+        let body =
+            json!({ "ok": false, "error": "token is scoped to another workspace or channel" });
+        return (StatusCode::FORBIDDEN, Json(body)).into_response();
+    }
+    Json(json!({ "ok": true })).into_response()
+}
+
+/// Where `linzumi start` should go: the token's scope, or the user's personal onboarding channel.
+async fn start_target(Bearer(grant): Bearer) -> Json<Value> {
+    let scope = grant.scope.unwrap_or_else(|| personal_scope(&grant.user));
+    Json(json!({ "workspace_slug": scope.workspace, "channel_slug": scope.channel }))
+}
+
+/// Extracts the grant of the request's `Authorization: Bearer` token; rejects with 401.
+struct Bearer(Grant);
+
+impl FromRequestParts<Arc<ServerCore>> for Bearer {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        core: &Arc<ServerCore>,
+    ) -> Result<Bearer, Response> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
+        let result = match token {
+            Some(token) => core.tokens.verify(token).map_err(|err| err.to_string()),
+            None => Err("missing bearer token".to_owned()),
+        };
+        result.map(Bearer).map_err(|problem| {
+            let body = json!({ "ok": false, "error": problem });
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(body),
+            )
+                .into_response()
+        })
+    }
+}
+
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response()
+}
+
+fn oauth_error(error: &str) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_only_callback_redirects() {
+        for good in [
+            "http://127.0.0.1:53121/callback",
+            "https://10.0.0.5:8443/callback",
+            "http://localhost:9/callback",
+            "linzumi://oauth/callback",
+        ] {
+            assert!(check_redirect_uri(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "http://127.0.0.1/callback",
+            "http://127.0.0.1:5000/other",
+            "http://127.0.0.1:5000/callback?next=evil",
+            "http://user@127.0.0.1:5000/callback",
+            "ftp://127.0.0.1:21/callback",
+            "linzumi://evil/callback",
+            "javascript:alert(1)",
+            "not a url",
+        ] {
+            let err = check_redirect_uri(bad).expect_err(bad);
+            assert!(err.contains("redirect_uri must be"), "{err}");
+        }
+    }
+
+    #[test]
+    fn codes_are_single_use_and_bound_to_their_redirect() {
+        let codes = AuthorizationCodes::default();
+        let user = TestUser {
+            id: 1,
+            slug: "sean".into(),
+        };
+        let code = codes.create("http://127.0.0.1:1/callback", user, None);
+        assert!(codes.redeem(&code, "http://127.0.0.1:2/callback").is_none());
+        assert!(codes.redeem(&code, "http://127.0.0.1:1/callback").is_some());
+        assert!(codes.redeem(&code, "http://127.0.0.1:1/callback").is_none());
+    }
+
+    #[test]
+    fn onboarding_scopes_to_the_personal_workspace() {
+        let user = TestUser {
+            id: 1,
+            slug: "sean".into(),
+        };
+        let request = AuthorizeRequest {
+            redirect_uri: String::new(),
+            state: String::new(),
+            workspace: None,
+            channel: None,
+            onboarding: Some("start".into()),
+        };
+        let scope = requested_scope(&request, &user).expect("valid");
+        assert_eq!(
+            scope,
+            Some(TokenScope {
+                workspace: "personal-sean".into(),
+                channel: "codex".into()
+            })
+        );
+        let half = AuthorizeRequest {
+            workspace: Some("acme".into()),
+            ..request
+        };
+        assert!(requested_scope(&half, &user).is_err());
+    }
+}

@@ -1,0 +1,101 @@
+//! The server's shared state — what every HTTP handler and socket sees — and the lifecycle of
+//! its listening socket (start, restart on the same port, shutdown).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+
+use crate::chat_store::ChatStore;
+use crate::faults::Faults;
+use crate::listener::{self, RunningListener};
+use crate::oauth::AuthorizationCodes;
+use crate::recorder::Recorder;
+use crate::registry::Registry;
+use crate::tokens::TokenStore;
+use crate::users::Users;
+use crate::{ServerConfig, admin, oauth, socket};
+
+pub(crate) struct ServerCore {
+    pub(crate) auto_approve_oauth: bool,
+    pub(crate) heartbeat_idle_timeout: Duration,
+    pub(crate) users: Users,
+    pub(crate) tokens: TokenStore,
+    pub(crate) oauth_codes: AuthorizationCodes,
+    pub(crate) faults: Faults,
+    pub(crate) recorder: Recorder,
+    pub(crate) registry: Registry,
+    pub(crate) chat: Mutex<ChatStore>,
+    /// The bound address; a restart reopens exactly this one.
+    pub(crate) addr: SocketAddr,
+    /// `None` once shut down. Held for the whole of a restart so restarts do not interleave.
+    listener: tokio::sync::Mutex<Option<RunningListener>>,
+}
+
+impl ServerCore {
+    pub(crate) async fn start(config: ServerConfig) -> anyhow::Result<Arc<ServerCore>> {
+        let tcp = listener::bind(config.bind).await?;
+        let core = Arc::new(ServerCore {
+            auto_approve_oauth: config.auto_approve_oauth,
+            heartbeat_idle_timeout: config.heartbeat_idle_timeout,
+            users: Users::new(config.users),
+            tokens: TokenStore::default(),
+            oauth_codes: AuthorizationCodes::default(),
+            faults: Faults::default(),
+            recorder: Recorder::default(),
+            registry: Registry::default(),
+            chat: Mutex::new(ChatStore::default()),
+            addr: tcp.local_addr()?,
+            listener: tokio::sync::Mutex::new(None),
+        });
+        let running = listener::spawn(tcp, router(Arc::clone(&core)));
+        *core.listener.lock().await = Some(running);
+        Ok(core)
+    }
+
+    /// Stops accepting, drops every socket (and with them all channel state), waits
+    /// `downtime`, then listens on the same address again. Tokens, recorded events and chat
+    /// messages survive, as a real server's database would.
+    pub(crate) async fn restart(self: &Arc<Self>, downtime: Duration) {
+        let mut slot = self.listener.lock().await;
+        let Some(running) = slot.take() else {
+            tracing::warn!("restart requested after shutdown; ignoring");
+            return;
+        };
+        running.stop().await;
+        self.registry.disconnect_all().await;
+        tokio::time::sleep(downtime).await;
+        match listener::bind(self.addr).await {
+            Ok(tcp) => *slot = Some(listener::spawn(tcp, router(Arc::clone(self)))),
+            Err(err) => {
+                tracing::error!(%err, addr = %self.addr, "could not listen again after restart")
+            }
+        }
+    }
+
+    pub(crate) async fn shutdown(&self) {
+        if let Some(running) = self.listener.lock().await.take() {
+            running.stop().await;
+        }
+        self.registry.disconnect_all().await;
+    }
+
+    /// Best-effort synchronous stop, for `Drop`.
+    pub(crate) fn abort(&self) {
+        if let Ok(mut slot) = self.listener.try_lock()
+            && let Some(running) = slot.take()
+        {
+            running.abort();
+        }
+        self.registry.kill_all();
+    }
+}
+
+fn router(core: Arc<ServerCore>) -> Router {
+    Router::new()
+        .merge(socket::routes())
+        .merge(oauth::routes())
+        .nest("/__admin", admin::routes())
+        .with_state(core)
+}
