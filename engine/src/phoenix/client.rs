@@ -1,6 +1,7 @@
 //! The handle the rest of the engine uses: join, push, leave, close, and watch the
 //! connection's lifecycle. All state lives in the socket task; this only sends it
 //! commands.
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -121,6 +122,29 @@ impl PhoenixClient {
         payload: Value,
         timeout: Duration,
     ) -> Result<Value, PushError> {
+        self.enqueue_push(topic, event, payload, timeout).await
+    }
+
+    /// Queues the push at once, so pushes reach Kandan in the order this is called, and
+    /// returns the future of its reply (which need not be awaited before the next push).
+    pub fn enqueue_push(
+        &self,
+        topic: &str,
+        event: &str,
+        payload: Value,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Value, PushError>> + Send + 'static {
+        let queued = self.queue_push(topic, event, payload, timeout);
+        async move { queued?.await.map_err(|_| PushError::Closed)? }
+    }
+
+    fn queue_push(
+        &self,
+        topic: &str,
+        event: &str,
+        payload: Value,
+        timeout: Duration,
+    ) -> Result<oneshot::Receiver<Result<Value, PushError>>, PushError> {
         if !payload.is_object() {
             return Err(PushError::PayloadNotObject {
                 topic: topic.into(),
@@ -141,7 +165,12 @@ impl PhoenixClient {
             reply,
         })
         .map_err(|()| PushError::Closed)?;
-        answer.await.map_err(|_| PushError::Closed)?
+        Ok(answer)
+    }
+
+    /// The timeout pushes get unless they say otherwise.
+    pub fn push_timeout(&self) -> Duration {
+        self.push_timeout
     }
 
     /// Leaves `topic`: no more rejoins, buffered pushes fail with [`PushError::Left`].

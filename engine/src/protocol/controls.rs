@@ -114,7 +114,8 @@ pub enum Decision {
 pub struct ResolveCodexApprovalRequest {
     pub instance_id: Option<String>,
     pub thread_id: String,
-    pub source_seq: i64,
+    /// The chat message whose turn asked; absent when no chat session is bound.
+    pub source_seq: Option<i64>,
     pub request_id: String,
     pub decision: Decision,
     /// Who pressed the button in Kandan; checked against the listen user.

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs what Linzumi needs to build, run and test on Debian or Ubuntu: the system
+# packages (Tauri's webkit2gtk stack and friends) and the pinned Node tools (the Codex
+# CLI, the phoenix.js conformance client). Safe to run again; it only installs what is
+# missing. Needs root or sudo for apt, and a Rust toolchain (cargo) already on PATH.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build: Tauri v2 on Linux needs WebKitGTK (the webview), GTK, the Ayatana tray
+# indicator, librsvg (icons), libsoup, and xdo/dbus (menus, notifications).
+APT_PACKAGES=(
+  build-essential pkg-config file
+  libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev
+  libsoup-3.0-dev libssl-dev libxdo-dev libdbus-1-dev
+  nodejs npm
+)
+
+log() { printf '==> %s\n' "$*"; }
+
+missing=()
+for package in "${APT_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+# A Node.js from elsewhere (nvm, NodeSource) is fine; do not fight it with Debian's.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  filtered=()
+  for package in "${missing[@]}"; do
+    [[ "$package" == nodejs || "$package" == npm ]] || filtered+=("$package")
+  done
+  missing=("${filtered[@]}")
+fi
+if ((${#missing[@]})); then
+  log "installing system packages: ${missing[*]}"
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+  $SUDO apt-get update -q
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "cargo is not on PATH: install Rust with rustup (https://rustup.rs), then run this again." >&2
+  exit 1
+fi
+
+# npm ci only when the lock file changed since the last install.
+npm_install() {
+  local dir=$1
+  if [[ ! -f "$dir/node_modules/.package-lock.json" || "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]]; then
+    log "installing Node packages in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+npm_install tools
+for dir in tests/conformance/*/; do
+  [[ -f "$dir/package-lock.json" ]] && npm_install "${dir%/}"
+done
+
+log "codex: $(tools/node_modules/.bin/codex --version)"

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian/Ubuntu machine and runs every check the project has: format,
+# lints, the desktop build, and all tests (unit, integration against the Kandan test
+# server and the real codex, the phoenix.js conformance suite). Stops at, and exits
+# non-zero on, the first failure. CI runs exactly this (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/setup.sh
+
+log() { printf '\n==> %s\n' "$*"; }
+
+log "format"
+cargo fmt --all -- --check
+
+log "lints"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "desktop app build"
+cargo build --locked -p linzumi-desktop
+
+log "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
