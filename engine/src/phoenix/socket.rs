@@ -925,6 +925,18 @@ fn connect_error(url: &str, error: WsError) -> ConnectError {
             url: url.to_owned(),
             reason: error.to_string(),
         },
+        // rustls reports handshake failures (an unknown issuer, a wrong host name) as
+        // io errors wrapping a rustls::Error.
+        WsError::Io(error)
+            if error
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>()) =>
+        {
+            ConnectError::Tls {
+                url: url.to_owned(),
+                reason: error.to_string(),
+            }
+        }
         WsError::Io(error) => ConnectError::Unreachable {
             url: url.to_owned(),
             reason: error.to_string(),
