@@ -1,6 +1,9 @@
 //! The Linzumi runner engine: everything the runner does, with no GUI dependency, so
 //! that the headless `linzumi` CLI and the desktop app are thin fronts over it.
+pub mod codex;
 pub mod kandan_url;
 pub mod phoenix;
+pub mod process_tree;
 pub mod protocol;
+pub mod runner;
 pub mod tls;

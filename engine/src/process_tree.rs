@@ -1,0 +1,133 @@
+//! Ending a process and everything it started.
+//!
+//! Killing a process group is not enough for Codex: it runs commands in sessions of
+//! their own (through its sandbox launcher), and the npm `codex` is a Node wrapper whose
+//! native child outlives it. So the tree is read from the OS process table (parent
+//! links, via `sysinfo`) *before* any signal is sent, because once a parent dies its
+//! children are re-parented and the link is lost.
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+
+/// `root` and every process descending from it, root first (breadth-first).
+pub fn tree(root: u32) -> Vec<u32> {
+    // Without a process table (unsupported platform) the root is all we know of.
+    let Ok(mut system) = System::new() else {
+        return vec![root];
+    };
+    system.refresh_processes_specifics(ProcessesToUpdate::All, true, ProcessRefreshKind::nothing());
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (pid, process) in system.processes() {
+        if let Some(parent) = process.parent() {
+            children
+                .entry(parent.as_u32())
+                .or_default()
+                .push(pid.as_u32());
+        }
+    }
+    let mut seen = HashSet::from([root]);
+    let mut order = vec![root];
+    let mut queue = VecDeque::from([root]);
+    while let Some(pid) = queue.pop_front() {
+        for &child in children.get(&pid).into_iter().flatten() {
+            if seen.insert(child) {
+                order.push(child);
+                queue.push_back(child);
+            }
+        }
+    }
+    order
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Ask to exit (SIGTERM; on Windows there is no polite signal, so this kills).
+    Terminate,
+    Kill,
+}
+
+/// Sends `signal` to each process. Missing processes are skipped.
+pub fn signal(pids: &[u32], signal: Signal) {
+    for &pid in pids {
+        send(pid, signal);
+    }
+}
+
+#[cfg(unix)]
+fn send(pid: u32, signal: Signal) {
+    use nix::sys::signal::{Signal as Unix, kill};
+    let Ok(raw) = i32::try_from(pid) else {
+        return;
+    };
+    let unix = match signal {
+        Signal::Terminate => Unix::SIGTERM,
+        Signal::Kill => Unix::SIGKILL,
+    };
+    // ESRCH (already gone) is the expected outcome for some of them.
+    let _ = kill(nix::unistd::Pid::from_raw(raw), unix);
+}
+
+#[cfg(not(unix))]
+fn send(pid: u32, _signal: Signal) {
+    let Ok(mut system) = System::new() else {
+        return;
+    };
+    let pid = Pid::from_u32(pid);
+    system.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[pid]),
+        true,
+        ProcessRefreshKind::nothing(),
+    );
+    if let Some(process) = system.process(pid) {
+        process.kill();
+    }
+}
+
+/// Whether `pid` is a live process (a zombie does not count).
+pub fn alive(pid: u32) -> bool {
+    let Ok(mut system) = System::new() else {
+        return false;
+    };
+    let pid = Pid::from_u32(pid);
+    system.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[pid]),
+        true,
+        ProcessRefreshKind::nothing(),
+    );
+    system
+        .process(pid)
+        .is_some_and(|process| process.status() != sysinfo::ProcessStatus::Zombie)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    #[cfg(unix)]
+    fn finds_grandchildren_in_their_own_sessions() {
+        // sh → setsid sh → sleep: the grandchild leaves the group, as Codex's commands do.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "setsid sh -c 'sleep 30 & wait' & wait"])
+            .spawn()
+            .unwrap();
+        let root = child.id();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut found = tree(root);
+        while found.len() < 3 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            found = tree(root);
+        }
+        assert_eq!(found[0], root);
+        assert!(found.len() >= 3, "sh, the setsid sh and sleep: {found:?}");
+
+        signal(&found, Signal::Kill);
+        let _ = child.wait();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while found.iter().any(|&pid| alive(pid)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(found.iter().all(|&pid| !alive(pid)), "{found:?}");
+    }
+}

@@ -1,0 +1,400 @@
+//! What the runner does with each Kandan control when no chat session handles it (seed
+//! `runner.ts`, `applyControl`), and the `codex_response` / `codex_error` it answers with.
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+use super::allowed_cwd;
+use super::approvals::PendingApprovals;
+use super::state::RunnerState;
+use super::turns::ActiveTurns;
+use crate::codex::protocol::{
+    ThreadReadParams, ThreadResumeParams, ThreadStartParams, TurnInterruptParams, TurnSteerParams,
+    methods,
+};
+use crate::codex::{CodexClient, CodexError, RuntimeOptions};
+use crate::protocol::controls::{
+    Decision, InterruptTurn, KandanControl, ReadThread, ResolveCodexApprovalRequest, StartInstance,
+    StartTurn, SteerTurn,
+};
+
+pub const CODEX_RESPONSE: &str = "codex_response";
+pub const CODEX_ERROR: &str = "codex_error";
+
+/// What the runner loop must do after a control.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ControlOutcome {
+    /// Push this event to Kandan.
+    Reply { event: &'static str, payload: Value },
+    /// Allowed roots changed: push a heartbeat with the new capabilities.
+    Heartbeat,
+    /// End the app-server and its children now (the supervisor starts a fresh one),
+    /// then push this reply.
+    KillInstance { reply: Value },
+}
+
+/// The shared pieces a control may touch; cheap to clone into a task.
+#[derive(Clone)]
+pub struct ControlEnv {
+    pub instance_id: String,
+    pub codex: Option<CodexClient>,
+    pub state: Arc<Mutex<RunnerState>>,
+    pub turns: Arc<Mutex<ActiveTurns>>,
+    pub approvals: Arc<Mutex<PendingApprovals>>,
+    /// The answer to Codex approval requests (sent by the runner loop, which owns the
+    /// client of the moment).
+    pub runtime: RuntimeOptions,
+}
+
+impl ControlEnv {
+    fn response(&self, control: &str, fields: Value) -> ControlOutcome {
+        let mut payload = json!({"instanceId": self.instance_id, "controlType": control});
+        merge(&mut payload, fields);
+        ControlOutcome::Reply {
+            event: CODEX_RESPONSE,
+            payload,
+        }
+    }
+
+    fn error(&self, control: &str, message: String) -> ControlOutcome {
+        ControlOutcome::Reply {
+            event: CODEX_ERROR,
+            payload: json!({"instanceId": self.instance_id, "controlType": control, "message": message}),
+        }
+    }
+
+    fn codex(&self) -> Result<&CodexClient, String> {
+        self.codex
+            .as_ref()
+            .ok_or_else(|| "the Codex app-server is restarting; try again in a moment".to_owned())
+    }
+}
+
+pub async fn handle(env: ControlEnv, control: KandanControl) -> ControlOutcome {
+    let kind = control.kind();
+    let result = match control {
+        KandanControl::StartInstance(control) => return start_instance(&env, control).await,
+        KandanControl::StartTurn(control) => start_turn(&env, control).await,
+        KandanControl::SteerTurn(control) => steer_turn(&env, control).await,
+        KandanControl::InterruptTurn(control) => interrupt_turn(&env, control).await,
+        KandanControl::ReadThread(control) => read_thread(&env, control).await,
+        KandanControl::StopInstance(_) => stop_instance(&env).await,
+        KandanControl::KillInstance(_) => {
+            return ControlOutcome::KillInstance {
+                reply: json!({"instanceId": env.instance_id, "controlType": kind, "ok": true}),
+            };
+        }
+        KandanControl::ResolveCodexApprovalRequest(control) => {
+            return resolve_approval(&env, control);
+        }
+        KandanControl::UpdateRunnerConfig(control) => {
+            let roots = allowed_cwd::roots_from_kandan(&control.allowed_cwds);
+            if let Ok(mut state) = env.state.lock() {
+                state.allowed_roots = roots;
+            }
+            return ControlOutcome::Heartbeat;
+        }
+        KandanControl::InterruptQueuedMessages(_)
+        | KandanControl::UpdateSessionSettings(_)
+        | KandanControl::ResolvePortForwardRequest(_) => {
+            return env.response(kind, json!({"ok": false, "error": "thread_not_bound"}));
+        }
+        KandanControl::ForwardHttpRequest(_)
+        | KandanControl::ForwardWebsocketOpen(_)
+        | KandanControl::ForwardWebsocketSend(_)
+        | KandanControl::ForwardWebsocketClose(_)
+        | KandanControl::StartLocalEditor(_) => {
+            return env.error(kind, format!("{kind} is not supported by this runner"));
+        }
+    };
+    match result {
+        Ok(fields) => env.response(kind, fields),
+        Err(message) => env.error(kind, message),
+    }
+}
+
+async fn start_instance(env: &ControlEnv, control: StartInstance) -> ControlOutcome {
+    let kind = "start_instance";
+    let roots = env
+        .state
+        .lock()
+        .map(|state| state.allowed_roots.clone())
+        .unwrap_or_default();
+    let resolved = match allowed_cwd::resolve(control.cwd.as_deref(), &roots) {
+        Ok(resolved) => resolved,
+        Err(refused) => {
+            return env.response(kind, json!({"ok": false, "error": refused.to_string()}));
+        }
+    };
+    let options = RuntimeOptions {
+        model: control.model.or(env.runtime.model.clone()),
+        reasoning_effort: control
+            .reasoning_effort
+            .or(env.runtime.reasoning_effort.clone()),
+        fast: control.fast.unwrap_or(env.runtime.fast),
+        approval_policy: control
+            .approval_policy
+            .or(env.runtime.approval_policy.clone()),
+        sandbox: control.sandbox.or(env.runtime.sandbox.clone()),
+    };
+    let params = match options.thread_overrides() {
+        Ok(overrides) => ThreadStartParams {
+            cwd: Some(resolved.cwd.display().to_string()),
+            service_name: Some("kandan-local-runner".into()),
+            personality: Some("pragmatic".into()),
+            ..overrides
+        },
+        Err(error) => return env.response(kind, json!({"ok": false, "error": error.to_string()})),
+    };
+    let codex = match env.codex() {
+        Ok(codex) => codex,
+        Err(message) => return env.error(kind, message),
+    };
+    match codex.call::<_, Value>(methods::THREAD_START, &params).await {
+        Ok(response) => env.response(
+            kind,
+            json!({"ok": true, "cwd": resolved.cwd, "matchedRoot": resolved.matched_root, "response": response}),
+        ),
+        Err(error) => env.error(kind, error.to_string()),
+    }
+}
+
+async fn start_turn(env: &ControlEnv, control: StartTurn) -> Result<Value, String> {
+    let codex = env.codex()?;
+    let params = json!({"threadId": control.thread_id, "input": control.input});
+    let response = match codex.call::<_, Value>(methods::TURN_START, &params).await {
+        // A thread from before an app-server restart must be loaded again first.
+        Err(CodexError::Rpc { error, .. }) if thread_not_loaded(&error.message) => {
+            let resume = ThreadResumeParams {
+                thread_id: control.thread_id.clone(),
+                overrides: ThreadStartParams::default(),
+            };
+            codex
+                .call::<_, Value>(methods::THREAD_RESUME, &resume)
+                .await
+                .map_err(|error| error.to_string())?;
+            codex.call::<_, Value>(methods::TURN_START, &params).await
+        }
+        other => other,
+    };
+    response
+        .map(|response| json!({"ok": true, "threadId": control.thread_id, "response": response}))
+        .map_err(|error| error.to_string())
+}
+
+async fn steer_turn(env: &ControlEnv, control: SteerTurn) -> Result<Value, String> {
+    let params = TurnSteerParams {
+        thread_id: control.thread_id.clone(),
+        expected_turn_id: control.turn_id,
+        input: control.input,
+    };
+    env.codex()?
+        .call::<_, Value>(methods::TURN_STEER, &params)
+        .await
+        .map(|response| json!({"ok": true, "threadId": control.thread_id, "response": response}))
+        .map_err(|error| error.to_string())
+}
+
+async fn interrupt_turn(env: &ControlEnv, control: InterruptTurn) -> Result<Value, String> {
+    let turn_id = match control.turn_id {
+        Some(turn_id) => turn_id,
+        None => env
+            .turns
+            .lock()
+            .ok()
+            .and_then(|turns| turns.turn_of(&control.thread_id).map(str::to_owned))
+            .ok_or_else(|| format!("no turn is running on thread {}", control.thread_id))?,
+    };
+    let params = TurnInterruptParams {
+        thread_id: control.thread_id.clone(),
+        turn_id: turn_id.clone(),
+    };
+    env.codex()?
+        .call::<_, Value>(methods::TURN_INTERRUPT, &params)
+        .await
+        .map(|response| {
+            json!({"ok": true, "threadId": control.thread_id, "turnId": turn_id, "response": response})
+        })
+        .map_err(|error| error.to_string())
+}
+
+async fn read_thread(env: &ControlEnv, control: ReadThread) -> Result<Value, String> {
+    let params = ThreadReadParams {
+        thread_id: control.thread_id.clone(),
+        include_turns: control.include_turns.unwrap_or(false),
+    };
+    env.codex()?
+        .call::<_, Value>(methods::THREAD_READ, &params)
+        .await
+        .map(|response| json!({"ok": true, "threadId": control.thread_id, "response": response}))
+        .map_err(|error| error.to_string())
+}
+
+/// Stops the instance's work: every running turn is interrupted.
+async fn stop_instance(env: &ControlEnv) -> Result<Value, String> {
+    let running = env
+        .turns
+        .lock()
+        .map(|turns| turns.all())
+        .unwrap_or_default();
+    let codex = env.codex()?;
+    let mut interrupted = Vec::new();
+    for (thread_id, turn_id) in running {
+        let params = TurnInterruptParams {
+            thread_id: thread_id.clone(),
+            turn_id: turn_id.clone(),
+        };
+        codex
+            .call::<_, Value>(methods::TURN_INTERRUPT, &params)
+            .await
+            .map_err(|error| error.to_string())?;
+        interrupted.push(json!({"threadId": thread_id, "turnId": turn_id}));
+    }
+    Ok(json!({"ok": true, "interruptedTurns": interrupted}))
+}
+
+fn resolve_approval(env: &ControlEnv, control: ResolveCodexApprovalRequest) -> ControlOutcome {
+    let kind = "resolve_codex_approval_request";
+    let pending = env
+        .approvals
+        .lock()
+        .ok()
+        .and_then(|mut approvals| approvals.take(&control.request_id));
+    let Some(pending) = pending else {
+        return env.response(
+            kind,
+            json!({"ok": false, "requestId": control.request_id, "error": "approval_request_not_found"}),
+        );
+    };
+    let approve = control.decision == Decision::Approve;
+    let answer = pending.request.answer(approve);
+    let sent = env.codex().and_then(|codex| {
+        codex
+            .respond(&pending.rpc_id, &answer)
+            .map_err(|error| error.to_string())
+    });
+    match sent {
+        Ok(()) => env.response(
+            kind,
+            json!({"ok": true, "requestId": control.request_id, "decision": if approve { "approve" } else { "deny" }}),
+        ),
+        Err(message) => env.error(kind, message),
+    }
+}
+
+/// The app-server's complaint about a thread it has not loaded.
+fn thread_not_loaded(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("thread") && (message.contains("not found") || message.contains("not loaded"))
+}
+
+fn merge(target: &mut Value, fields: Value) {
+    if let (Value::Object(target), Value::Object(fields)) = (target, fields) {
+        target.extend(fields);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn env() -> ControlEnv {
+        ControlEnv {
+            instance_id: "codex-1".into(),
+            codex: None,
+            state: Arc::new(Mutex::new(RunnerState {
+                cwd: "/".into(),
+                allowed_roots: vec![],
+                forward_ports: BTreeSet::new(),
+                tool_status: None,
+            })),
+            turns: Arc::default(),
+            approvals: Arc::default(),
+            runtime: RuntimeOptions::default(),
+        }
+    }
+
+    fn control(value: Value) -> KandanControl {
+        KandanControl::parse(&value).unwrap()
+    }
+
+    #[tokio::test]
+    async fn start_instance_without_roots_is_refused_with_the_reason() {
+        let outcome = handle(
+            env(),
+            control(json!({"type": "start_instance", "cwd": "/etc"})),
+        )
+        .await;
+        assert_eq!(
+            outcome,
+            ControlOutcome::Reply {
+                event: CODEX_RESPONSE,
+                payload: json!({"instanceId": "codex-1", "controlType": "start_instance", "ok": false,
+                    "error": "starting sessions is disabled on this runner: no allowed cwd roots are configured"})
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn codex_calls_during_a_restart_say_so() {
+        let outcome = handle(
+            env(),
+            control(json!({"type": "read_thread", "threadId": "t"})),
+        )
+        .await;
+        let ControlOutcome::Reply { event, payload } = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(event, CODEX_ERROR);
+        assert!(payload["message"].as_str().unwrap().contains("restarting"));
+    }
+
+    #[tokio::test]
+    async fn unknown_approvals_and_unbound_session_controls_are_refused() {
+        let outcome = handle(
+            env(),
+            control(
+                json!({"type": "resolve_codex_approval_request", "threadId": "t",
+                "sourceSeq": 1, "requestId": "9", "decision": "approve"}),
+            ),
+        )
+        .await;
+        let ControlOutcome::Reply { payload, .. } = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(payload["error"], "approval_request_not_found");
+
+        let outcome = handle(
+            env(),
+            control(json!({"type": "interrupt_queued_messages", "threadId": "t"})),
+        )
+        .await;
+        let ControlOutcome::Reply { payload, .. } = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(payload["error"], "thread_not_bound");
+    }
+
+    #[tokio::test]
+    async fn update_runner_config_replaces_roots_and_asks_for_a_heartbeat() {
+        let env = env();
+        let outcome = handle(
+            env.clone(),
+            control(json!({"type": "update_runner_config", "allowedCwds": ["/", "/nope/nothing"]})),
+        )
+        .await;
+        assert_eq!(outcome, ControlOutcome::Heartbeat);
+        assert_eq!(
+            env.state.lock().unwrap().allowed_cwds(),
+            vec!["/".to_string()]
+        );
+    }
+
+    #[test]
+    fn recognizes_unloaded_thread_errors() {
+        assert!(thread_not_loaded("thread not found: 0199"));
+        assert!(thread_not_loaded("Thread abc is not loaded"));
+        assert!(!thread_not_loaded("Not initialized"));
+    }
+}

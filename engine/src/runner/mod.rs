@@ -1,0 +1,597 @@
+//! The runner: joins `local_runner:<runnerId>`, keeps a Codex app-server available, and
+//! connects the two (seed `runner.ts`). Controls from Kandan become Codex requests;
+//! Codex notifications become `codex_notification` events; approval requests become
+//! `codex_request` events answered by a control. A chat session, when bound, takes over
+//! the chat-related controls and notifications.
+//!
+//! [`Runner::start`] returns once Kandan is joined and Codex is ready; the work then runs
+//! in a task until [`Runner::stop`], which ends every child process it started.
+pub mod allowed_cwd;
+pub mod approvals;
+pub mod controls;
+pub mod event_log;
+pub mod outbox;
+pub mod state;
+pub mod turns;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tracing::{info, warn};
+
+use crate::codex::jsonrpc::{RpcError, codes};
+use crate::codex::protocol::{Notification, ServerRequest};
+use crate::codex::{
+    AppServerSource, ClientInfo, CodexEvent, CodexSupervisor, RuntimeOptions, SupervisorEvent,
+};
+use crate::phoenix::{
+    Backoff, ChannelMessage, ClientConfig, ConnectError, JoinError, Lifecycle, PhoenixClient,
+};
+use crate::protocol::{CONTROL_EVENT, KandanControl, runner_topic};
+use allowed_cwd::AllowedRoot;
+use approvals::{PendingApproval, PendingApprovals};
+use controls::{CODEX_ERROR, ControlEnv, ControlOutcome};
+use event_log::EventLog;
+use outbox::Outbox;
+use state::RunnerState;
+use turns::ActiveTurns;
+
+/// What the runner calls itself in its join payload (seed `runner.ts`).
+pub const CLIENT_NAME: &str = "kandan-local-codex-runner";
+/// How often the runner pushes a heartbeat between reconnects.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
+/// How long the first Codex app-server may take to come up.
+const CODEX_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct RunnerOptions {
+    /// The Kandan socket (URL with token, timings, TLS).
+    pub kandan: ClientConfig,
+    /// The access token, so that the event log can mask it wherever it appears.
+    pub token: String,
+    pub runner_id: String,
+    pub cwd: PathBuf,
+    pub codex: AppServerSource,
+    pub runtime: RuntimeOptions,
+    pub log_file: Option<PathBuf>,
+    pub allowed_roots: Vec<AllowedRoot>,
+    pub forward_ports: Vec<u16>,
+    pub tool_status: Option<Value>,
+    pub heartbeat_interval: Duration,
+    pub codex_restart: Backoff,
+}
+
+impl RunnerOptions {
+    /// Options with the defaults for everything a person does not usually choose.
+    pub fn new(
+        kandan: ClientConfig,
+        token: String,
+        runner_id: String,
+        cwd: PathBuf,
+        codex: AppServerSource,
+    ) -> Self {
+        RunnerOptions {
+            kandan,
+            token,
+            runner_id,
+            cwd,
+            codex,
+            runtime: RuntimeOptions::default(),
+            log_file: None,
+            allowed_roots: Vec::new(),
+            forward_ports: Vec::new(),
+            tool_status: None,
+            heartbeat_interval: HEARTBEAT_INTERVAL,
+            codex_restart: Backoff::rejoin(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error(transparent)]
+    Kandan(#[from] ConnectError),
+    #[error(transparent)]
+    Join(#[from] JoinError),
+    #[error("Codex did not start: {0}")]
+    Codex(String),
+}
+
+/// Where the current app-server is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CodexEndpoint {
+    pub url: String,
+    pub pid: Option<u32>,
+}
+
+/// What a front (CLI, desktop) may want to show.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunnerEvent {
+    KandanOffline { reason: String },
+    KandanOnline,
+    CodexLost { message: String },
+    CodexReady { url: String, pid: Option<u32> },
+    Stopped,
+}
+
+pub struct Runner {
+    instance_id: String,
+    runner_id: String,
+    codex: Arc<Mutex<CodexEndpoint>>,
+    events: broadcast::Sender<RunnerEvent>,
+    stop: Option<oneshot::Sender<oneshot::Sender<()>>>,
+    log_file: Option<PathBuf>,
+}
+
+impl Runner {
+    pub async fn start(options: RunnerOptions) -> Result<Runner, RunnerError> {
+        let log = Arc::new(match &options.log_file {
+            Some(path) => EventLog::open(path, vec![options.token.clone()]),
+            None => EventLog::disabled(),
+        });
+        let state = Arc::new(Mutex::new(RunnerState {
+            cwd: options.cwd.clone(),
+            allowed_roots: options.allowed_roots.clone(),
+            forward_ports: options
+                .forward_ports
+                .iter()
+                .copied()
+                .collect::<BTreeSet<_>>(),
+            tool_status: options.tool_status.clone(),
+        }));
+        let topic = runner_topic(&options.runner_id);
+
+        let kandan = PhoenixClient::connect(options.kandan.clone()).await?;
+        let join_state = state.clone();
+        let joined = kandan
+            .join(topic.clone(), move || join_payload(&join_state))
+            .await;
+        let joined = match joined {
+            Ok(joined) => joined,
+            Err(error) => {
+                kandan.close().await;
+                return Err(error.into());
+            }
+        };
+        log.log(
+            "kandan.joined",
+            json!({"topic": topic, "response": joined.response}),
+        );
+
+        let (mut supervisor, mut codex_events) = CodexSupervisor::start(
+            options.codex.clone(),
+            ClientInfo::default(),
+            options.codex_restart.clone(),
+        );
+        let codex = match first_ready(&mut codex_events).await {
+            Ok(endpoint) => endpoint,
+            Err(message) => {
+                supervisor.shutdown().await;
+                kandan.close().await;
+                return Err(RunnerError::Codex(message));
+            }
+        };
+
+        let instance_id = format!("codex-{}", uuid::Uuid::new_v4());
+        let runner_id = options.runner_id.clone();
+        let (events, _) = broadcast::channel(64);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let codex = Arc::new(Mutex::new(codex));
+        let outbox = Outbox::new(kandan.clone(), topic, log.clone());
+        let log_file = log.path().map(PathBuf::from);
+        let lifecycle = kandan.lifecycle();
+        let loop_state = Loop {
+            instance_id: instance_id.clone(),
+            options,
+            outbox,
+            log,
+            state,
+            supervisor,
+            turns: Arc::default(),
+            approvals: Arc::default(),
+            seq: 0,
+            codex: codex.clone(),
+            events: events.clone(),
+        };
+        tokio::spawn(loop_state.run(joined.messages, codex_events, lifecycle, stop_rx));
+        Ok(Runner {
+            instance_id,
+            runner_id,
+            codex,
+            events,
+            stop: Some(stop_tx),
+            log_file,
+        })
+    }
+
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    pub fn runner_id(&self) -> &str {
+        &self.runner_id
+    }
+
+    /// The app-server right now: its `ws://` URL (for `codex --remote`) and process id.
+    /// Both change when Codex is restarted.
+    pub fn codex(&self) -> CodexEndpoint {
+        self.codex
+            .lock()
+            .map(|endpoint| endpoint.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn log_file(&self) -> Option<&PathBuf> {
+        self.log_file.as_ref()
+    }
+
+    pub fn events(&self) -> broadcast::Receiver<RunnerEvent> {
+        self.events.subscribe()
+    }
+
+    /// Declines pending approvals, ends Codex and every process it started, and leaves
+    /// Kandan.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let (done_tx, done_rx) = oneshot::channel();
+            if stop.send(done_tx).is_ok() {
+                let _ = done_rx.await;
+            }
+        }
+    }
+}
+
+fn join_payload(state: &Mutex<RunnerState>) -> Value {
+    let capabilities = state
+        .lock()
+        .map(|state| state.capabilities())
+        .unwrap_or(Value::Null);
+    json!({
+        "clientName": CLIENT_NAME,
+        "version": env!("CARGO_PKG_VERSION"),
+        "capabilities": capabilities,
+    })
+}
+
+async fn first_ready(
+    events: &mut mpsc::UnboundedReceiver<SupervisorEvent>,
+) -> Result<CodexEndpoint, String> {
+    let wait = async {
+        while let Some(event) = events.recv().await {
+            match event {
+                SupervisorEvent::Ready { url, pid, .. } => return Ok(CodexEndpoint { url, pid }),
+                SupervisorEvent::StartFailed { message, .. } => return Err(message),
+                _ => {}
+            }
+        }
+        Err("the Codex supervisor stopped".to_owned())
+    };
+    tokio::time::timeout(CODEX_START_TIMEOUT, wait)
+        .await
+        .unwrap_or_else(|_| Err(format!("not ready within {CODEX_START_TIMEOUT:?}")))
+}
+
+struct Loop {
+    instance_id: String,
+    options: RunnerOptions,
+    outbox: Outbox,
+    log: Arc<EventLog>,
+    state: Arc<Mutex<RunnerState>>,
+    supervisor: CodexSupervisor,
+    turns: Arc<Mutex<ActiveTurns>>,
+    approvals: Arc<Mutex<PendingApprovals>>,
+    /// `codex_notification` sequence: strictly increasing for the runner's lifetime.
+    seq: u64,
+    codex: Arc<Mutex<CodexEndpoint>>,
+    events: broadcast::Sender<RunnerEvent>,
+}
+
+impl Loop {
+    async fn run(
+        mut self,
+        mut controls: mpsc::UnboundedReceiver<ChannelMessage>,
+        mut codex: mpsc::UnboundedReceiver<SupervisorEvent>,
+        mut lifecycle: broadcast::Receiver<Lifecycle>,
+        mut stop: oneshot::Receiver<oneshot::Sender<()>>,
+    ) {
+        let (outcomes_tx, mut outcomes) = mpsc::unbounded_channel::<ControlOutcome>();
+        let mut heartbeat = tokio::time::interval(self.options.heartbeat_interval);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let done = loop {
+            tokio::select! {
+                Some(message) = controls.recv() => self.on_kandan_message(message, &outcomes_tx),
+                Some(event) = codex.recv() => self.on_codex(event),
+                Some(outcome) = outcomes.recv() => self.on_outcome(outcome),
+                event = lifecycle.recv() => self.on_lifecycle(event),
+                _ = heartbeat.tick() => self.push_heartbeat(),
+                done = &mut stop => break done.ok(),
+            }
+        };
+        self.shutdown().await;
+        if let Some(done) = done {
+            let _ = done.send(());
+        }
+    }
+
+    fn on_kandan_message(
+        &mut self,
+        message: ChannelMessage,
+        outcomes: &mpsc::UnboundedSender<ControlOutcome>,
+    ) {
+        if message.event != CONTROL_EVENT {
+            return;
+        }
+        let control = match KandanControl::parse(&message.payload) {
+            Ok(control) => control,
+            Err(error) => {
+                warn!(%error, "refused a control from Kandan");
+                self.log.log(
+                    "kandan.control_refused",
+                    json!({"message": error.to_string(), "control": message.payload}),
+                );
+                // Name the control's type when it has one, so Kandan can match the error.
+                let mut reply =
+                    json!({"instanceId": self.instance_id, "message": error.to_string()});
+                if let Some(kind) = message.payload.get("type").and_then(Value::as_str) {
+                    reply["controlType"] = Value::String(kind.to_owned());
+                }
+                self.outbox.send(CODEX_ERROR, reply);
+                return;
+            }
+        };
+        self.log
+            .log("kandan.control", json!({"control": message.payload}));
+        if !control.targets(&self.instance_id) {
+            self.log.log(
+                "kandan.control_ignored",
+                json!({"reason": "instance_id_mismatch", "instanceId": self.instance_id,
+                    "controlInstanceId": control.instance_id(), "controlType": control.kind()}),
+            );
+            warn!(
+                control = control.kind(),
+                "ignored a control for another runner instance"
+            );
+            return;
+        }
+        let env = ControlEnv {
+            instance_id: self.instance_id.clone(),
+            codex: self.supervisor.client(),
+            state: self.state.clone(),
+            turns: self.turns.clone(),
+            approvals: self.approvals.clone(),
+            runtime: self.options.runtime.clone(),
+        };
+        let outcomes = outcomes.clone();
+        tokio::spawn(async move {
+            let _ = outcomes.send(controls::handle(env, control).await);
+        });
+    }
+
+    fn on_outcome(&mut self, outcome: ControlOutcome) {
+        match outcome {
+            ControlOutcome::Reply { event, payload } => self.outbox.send(event, payload),
+            ControlOutcome::Heartbeat => self.push_heartbeat(),
+            ControlOutcome::KillInstance { reply } => {
+                self.supervisor.restart();
+                self.outbox.send(controls::CODEX_RESPONSE, reply);
+            }
+        }
+    }
+
+    fn on_codex(&mut self, event: SupervisorEvent) {
+        match event {
+            SupervisorEvent::Codex(CodexEvent::Notification { method, params }) => {
+                self.on_notification(method, params);
+            }
+            SupervisorEvent::Codex(CodexEvent::Request { id, method, params }) => {
+                self.on_server_request(id, method, params);
+            }
+            SupervisorEvent::Codex(CodexEvent::Closed { .. }) => {}
+            SupervisorEvent::Lost { message, requested } => {
+                self.clear_codex_state();
+                self.log.log(
+                    "codex.lost",
+                    json!({"message": message, "requested": requested}),
+                );
+                if !requested {
+                    self.outbox.send(
+                        CODEX_ERROR,
+                        json!({"instanceId": self.instance_id, "message": format!("{message}; restarting Codex")}),
+                    );
+                }
+                let _ = self.events.send(RunnerEvent::CodexLost { message });
+            }
+            SupervisorEvent::StartFailed { message, retry_in } => {
+                self.log
+                    .log("codex.start_failed", json!({"message": message}));
+                self.outbox.send(
+                    CODEX_ERROR,
+                    json!({"instanceId": self.instance_id,
+                        "message": format!("Codex did not start: {message}; retrying in {}s", retry_in.as_secs())}),
+                );
+            }
+            SupervisorEvent::Ready { url, pid, restart } => {
+                info!(%url, restart, "Codex ready");
+                if let Ok(mut current) = self.codex.lock() {
+                    *current = CodexEndpoint {
+                        url: url.clone(),
+                        pid,
+                    };
+                }
+                self.log.log(
+                    "codex.ready",
+                    json!({"url": url, "pid": pid, "restart": restart}),
+                );
+                let _ = self.events.send(RunnerEvent::CodexReady { url, pid });
+                self.push_heartbeat();
+            }
+        }
+    }
+
+    fn on_notification(&mut self, method: String, params: Value) {
+        self.seq += 1;
+        match Notification::decode(&method, &params) {
+            Ok(Notification::ServerRequestResolved(resolved)) => {
+                // Codex withdrew the request (turn ended, interrupted, answered elsewhere).
+                let key = approvals::request_key(&resolved.request_id);
+                if let Ok(mut approvals) = self.approvals.lock() {
+                    approvals.take(&key);
+                }
+            }
+            Ok(notification) => {
+                if let Ok(mut turns) = self.turns.lock() {
+                    turns.observe(&notification);
+                }
+            }
+            Err(error) => warn!(%method, %error, "Codex notification with an unexpected shape"),
+        }
+        let metadata = codex_ids(&params);
+        self.log.log(
+            "codex.notification",
+            json!({"seq": self.seq, "method": method, "metadata": metadata}),
+        );
+        self.outbox.send(
+            "codex_notification",
+            json!({"instanceId": self.instance_id, "seq": self.seq, "method": method,
+                "params": params, "metadata": metadata, "receivedAt": now_iso()}),
+        );
+    }
+
+    fn on_server_request(&mut self, id: Value, method: String, params: Value) {
+        let Some(codex) = self.supervisor.client() else {
+            return;
+        };
+        let request = match ServerRequest::decode(&method, &params) {
+            Ok(ServerRequest::Unsupported) => {
+                let error = RpcError {
+                    code: codes::METHOD_NOT_FOUND,
+                    message: format!("the Linzumi runner does not handle {method}"),
+                    data: None,
+                };
+                let _ = codex.respond_error(&id, &error);
+                self.log
+                    .log("codex.request_unsupported", json!({"method": method}));
+                return;
+            }
+            Ok(request) => request,
+            Err(error) => {
+                let error = RpcError {
+                    code: codes::INVALID_REQUEST,
+                    message: format!("malformed {method}: {error}"),
+                    data: None,
+                };
+                let _ = codex.respond_error(&id, &error);
+                return;
+            }
+        };
+        let request_id = match self.approvals.lock() {
+            Ok(mut approvals) => approvals.insert(PendingApproval {
+                rpc_id: id,
+                method: method.clone(),
+                request,
+            }),
+            Err(_) => return,
+        };
+        self.log.log(
+            "codex.approval_requested",
+            json!({"requestId": request_id, "method": method}),
+        );
+        self.outbox.send(
+            "codex_request",
+            json!({"instanceId": self.instance_id, "requestId": request_id, "method": method,
+                "params": params, "metadata": codex_ids(&params), "receivedAt": now_iso()}),
+        );
+    }
+
+    fn on_lifecycle(&mut self, event: Result<Lifecycle, broadcast::error::RecvError>) {
+        match event {
+            Ok(Lifecycle::Reconnected { generation }) => {
+                self.log
+                    .log("kandan.reconnected", json!({"generation": generation}));
+                let _ = self.events.send(RunnerEvent::KandanOnline);
+                self.push_heartbeat();
+            }
+            Ok(Lifecycle::Disconnected { reason }) => {
+                self.log
+                    .log("kandan.disconnected", json!({"message": reason}));
+                let _ = self.events.send(RunnerEvent::KandanOffline { reason });
+            }
+            _ => {}
+        }
+    }
+
+    fn push_heartbeat(&self) {
+        let capabilities = self
+            .state
+            .lock()
+            .map(|state| state.capabilities())
+            .unwrap_or(Value::Null);
+        let runtime = &self.options.runtime;
+        self.outbox.send(
+            "heartbeat",
+            json!({"instanceId": self.instance_id, "cwd": self.options.cwd,
+                "model": runtime.model, "reasoningEffort": runtime.reasoning_effort,
+                "fast": runtime.fast, "capabilities": capabilities}),
+        );
+    }
+
+    /// The app-server is gone: its turns and approval requests went with it.
+    fn clear_codex_state(&self) {
+        if let Ok(mut turns) = self.turns.lock() {
+            turns.clear();
+        }
+        if let Ok(mut approvals) = self.approvals.lock() {
+            approvals.drain();
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        let pending = self
+            .approvals
+            .lock()
+            .map(|mut approvals| approvals.drain())
+            .unwrap_or_default();
+        if let Some(codex) = self.supervisor.client() {
+            for approval in pending {
+                let _ = codex.respond(&approval.rpc_id, &approval.request.answer(false));
+            }
+        }
+        self.supervisor.shutdown().await;
+        self.log
+            .log("runner.stopped", json!({"instanceId": self.instance_id}));
+        self.outbox.client().close().await;
+        let _ = self.events.send(RunnerEvent::Stopped);
+    }
+}
+
+/// The ids found in a notification's params (seed `extractCodexIds`).
+pub fn codex_ids(params: &Value) -> Value {
+    let mut ids = serde_json::Map::new();
+    for key in ["threadId", "turnId", "itemId", "processId", "requestId"] {
+        if let Some(value) = params.get(key) {
+            ids.insert(key.into(), value.clone());
+        }
+    }
+    Value::Object(ids)
+}
+
+fn now_iso() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_extracted_from_params() {
+        assert_eq!(
+            codex_ids(&json!({"threadId": "t", "turnId": "u", "itemId": "i", "delta": "x"})),
+            json!({"threadId": "t", "turnId": "u", "itemId": "i"})
+        );
+        assert_eq!(codex_ids(&json!({"thread": {}})), json!({}));
+    }
+}

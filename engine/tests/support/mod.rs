@@ -1,0 +1,199 @@
+//! A runner wired to the Kandan test server and the real codex (against the mock model
+//! API), in a throwaway project folder: what every end-to-end test starts from.
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kandan_test_server::{KandanTestServer, RecordedEvent, ServerConfig};
+use linzumi_engine::codex::{AppServerSource, AppServerSpec};
+use linzumi_engine::kandan_url::KandanUrl;
+use linzumi_engine::phoenix::{Backoff, ClientConfig};
+use linzumi_engine::runner::allowed_cwd;
+use linzumi_engine::runner::{Runner, RunnerOptions};
+use mock_model_api::{CodexHome, CodexHomeOptions, MockModelApi};
+use serde_json::{Value, json};
+
+pub const WAIT: Duration = Duration::from_secs(30);
+pub const RUNNER_ID: &str = "test-runner";
+pub const TOPIC: &str = "local_runner:test-runner";
+
+pub struct Project {
+    pub dir: PathBuf,
+}
+
+impl Project {
+    /// A folder outside any git repository (codex runs git in its cwd).
+    pub fn new(name: &str) -> Project {
+        let dir = std::env::temp_dir().join(format!(
+            "linzumi-e2e-{name}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Project {
+            dir: std::fs::canonicalize(&dir).unwrap(),
+        }
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub struct Harness {
+    pub kandan: KandanTestServer,
+    pub model: MockModelApi,
+    pub home: CodexHome,
+    pub project: Project,
+    pub token: String,
+    pub log_file: PathBuf,
+}
+
+impl Harness {
+    pub async fn new(name: &str) -> Harness {
+        let kandan = KandanTestServer::start(ServerConfig::default())
+            .await
+            .unwrap();
+        let model = MockModelApi::start().await.unwrap();
+        let project = Project::new(name);
+        let home = CodexHome::create(
+            &model,
+            CodexHomeOptions {
+                trusted_projects: vec![project.dir.clone()],
+                ..CodexHomeOptions::default()
+            },
+        )
+        .unwrap();
+        let token = kandan.issue_token("tester", None);
+        let log_file = project.dir.join(".kandan-local-codex-runner.log");
+        Harness {
+            kandan,
+            model,
+            home,
+            project,
+            token,
+            log_file,
+        }
+    }
+
+    pub fn codex_source(&self) -> AppServerSource {
+        AppServerSource::Spawn(AppServerSpec {
+            codex_bin: mock_model_api::codex_bin().unwrap(),
+            extra_args: self.home.app_server_args(),
+            env: self.home.env(),
+            cwd: self.project.dir.clone(),
+        })
+    }
+
+    pub fn options(&self) -> RunnerOptions {
+        let mut kandan = ClientConfig::new(
+            &KandanUrl::parse(&self.kandan.ws_url()).unwrap(),
+            &self.token,
+        );
+        kandan.reconnect =
+            Backoff::new(vec![Duration::from_millis(20)], Duration::from_millis(100));
+        kandan.rejoin = Backoff::new(vec![Duration::from_millis(50)], Duration::from_millis(100));
+        let mut options = RunnerOptions::new(
+            kandan,
+            self.token.clone(),
+            RUNNER_ID.into(),
+            self.project.dir.clone(),
+            self.codex_source(),
+        );
+        options.allowed_roots =
+            allowed_cwd::configured_roots(&[self.project.dir.display().to_string()]).unwrap();
+        options.log_file = Some(self.log_file.clone());
+        options.codex_restart =
+            Backoff::new(vec![Duration::from_millis(100)], Duration::from_millis(200));
+        options
+    }
+
+    pub async fn start_runner(&self) -> Runner {
+        Runner::start(self.options()).await.unwrap()
+    }
+
+    /// Waits for the first event from the runner matching `pred`.
+    pub async fn event(&self, pred: impl Fn(&RecordedEvent) -> bool) -> RecordedEvent {
+        self.kandan
+            .wait_for_event(|event| event.topic == TOPIC && pred(event), WAIT)
+            .await
+            .unwrap()
+    }
+
+    pub async fn control(&self, control: Value) {
+        self.kandan.push_control(RUNNER_ID, control).await.unwrap();
+    }
+
+    /// Sends a control and returns the runner's `codex_response`/`codex_error` to it.
+    pub async fn control_reply(&self, control: Value) -> RecordedEvent {
+        let kind = control["type"].as_str().unwrap().to_owned();
+        let sent_at = std::time::SystemTime::now();
+        self.control(control).await;
+        self.kandan
+            .wait_for_event(
+                |event| {
+                    event.topic == TOPIC
+                        && event.received_at >= sent_at
+                        && (event.event == "codex_response" || event.event == "codex_error")
+                        && event.payload["controlType"] == kind.as_str()
+                },
+                WAIT,
+            )
+            .await
+            .unwrap()
+    }
+
+    /// Starts a Codex thread in the project through `start_instance`; returns its id.
+    pub async fn start_thread(&self, extra: Value) -> String {
+        let mut control = json!({"type": "start_instance", "cwd": self.project.dir});
+        if let (Some(control), Value::Object(extra)) = (control.as_object_mut(), extra) {
+            control.extend(extra);
+        }
+        let reply = self.control_reply(control).await;
+        assert_eq!(reply.event, "codex_response", "{:?}", reply.payload);
+        reply.payload["response"]["thread"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Every `codex_notification` the runner pushed, in arrival order.
+    pub fn notifications(&self) -> Vec<Value> {
+        self.kandan
+            .events_for(TOPIC)
+            .into_iter()
+            .filter(|event| event.event == "codex_notification")
+            .map(|event| event.payload)
+            .collect()
+    }
+
+    pub async fn notification(&self, method: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.event(|event| {
+            event.event == "codex_notification"
+                && event.payload["method"] == method
+                && pred(&event.payload["params"])
+        })
+        .await
+        .payload
+    }
+
+    pub fn log_lines(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log_file)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+}
+
+/// A prompt that scripts the mock model.
+pub fn mock(steps: Value) -> String {
+    format!("mock: {}", json!({ "steps": steps }))
+}
+
+pub fn text_input(text: &str) -> Value {
+    json!([{"type": "text", "text": text}])
+}
