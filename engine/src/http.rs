@@ -52,15 +52,22 @@ pub fn client(tls: Arc<rustls::ClientConfig>) -> Result<reqwest::Client, HttpCli
 /// `KANDAN_TLS_CA_FILE`) is not fatal: the client gets an empty trust store, which still
 /// refuses every certificate, so nothing is ever accepted unverified.
 pub fn client_for(kandan: &KandanUrl) -> Result<reqwest::Client, HttpClientError> {
-    let tls = match tls::client_config_from_env() {
-        Ok(config) => config,
+    client(trust_for(kandan, tls::client_config_from_env())?)
+}
+
+/// The trust to use for `kandan`, given what loading the configured trust gave.
+fn trust_for(
+    kandan: &KandanUrl,
+    configured: Result<Arc<rustls::ClientConfig>, TlsError>,
+) -> Result<Arc<rustls::ClientConfig>, HttpClientError> {
+    match configured {
+        Ok(config) => Ok(config),
         Err(error) if !kandan.is_tls() => {
             tracing::debug!(%error, "no TLS trust available; Kandan is plain http");
-            untrusting_tls_config()?
+            untrusting_tls_config()
         }
-        Err(error) => return Err(error.into()),
-    };
-    client(tls)
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// A rustls configuration that trusts no certificate at all.
@@ -81,6 +88,20 @@ mod tests {
     #[test]
     fn user_agent_names_the_version() {
         assert_eq!(USER_AGENT, format!("linzumi/{}", env!("CARGO_PKG_VERSION")));
+    }
+
+    #[test]
+    fn broken_trust_only_matters_for_tls() {
+        let broken = || Err(TlsError::NoRoots("empty".into()));
+        let plain = KandanUrl::parse("ws://127.0.0.1:4160").unwrap();
+        assert!(trust_for(&plain, broken()).is_ok());
+        let secure = KandanUrl::parse("wss://serve.kandanai.com").unwrap();
+        let error = trust_for(&secure, broken()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "TLS setup for Kandan's HTTP API failed: no trusted root certificates: the system \
+             store is empty or unreadable (empty)"
+        );
     }
 
     #[test]
