@@ -1,5 +1,6 @@
 //! The Linzumi runner engine: everything the runner does, with no GUI dependency, so
 //! that the headless `linzumi` CLI and the desktop app are thin fronts over it.
+pub mod auth;
 pub mod http;
 pub mod kandan_url;
 pub mod phoenix;
