@@ -1,6 +1,8 @@
 //! The Linzumi runner engine: everything the runner does, with no GUI dependency, so
 //! that the headless `linzumi` CLI and the desktop app are thin fronts over it.
+pub mod auth;
 pub mod codex;
+pub mod http;
 pub mod kandan_url;
 pub mod phoenix;
 pub mod process_tree;
