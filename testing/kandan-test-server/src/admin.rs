@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::chat_admin;
 use crate::faults::{Fault, FaultSpec};
 use crate::recorder::RecordedEvent;
 use crate::server::ServerCore;
@@ -26,6 +27,7 @@ pub(crate) fn routes() -> Router<Arc<ServerCore>> {
         .route("/events", axum::routing::get(events))
         .route("/tokens", post(issue_token))
         .route("/faults", post(set_fault).delete(clear_faults))
+        .merge(chat_admin::routes())
 }
 
 async fn drop_connections(State(core): State<Arc<ServerCore>>) -> Json<Value> {

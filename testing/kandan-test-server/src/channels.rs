@@ -12,12 +12,15 @@ use crate::recorder::{RecordedEvent, RecordedJoin};
 use crate::registry::JoinedChannel;
 use crate::runner_topic::RunnerTopic;
 use crate::server::ServerCore;
+use crate::tokens::TokenScope;
 
 /// Who is on the other end of a socket.
 pub(crate) struct SocketInfo {
     pub connection_id: u64,
     /// The user the socket's token belongs to.
     pub user: TestUser,
+    /// The workspace and channel the token is limited to, if any.
+    pub scope: Option<TokenScope>,
 }
 
 /// What a topic handler gets to see and use.
@@ -31,6 +34,10 @@ pub(crate) struct ChannelContext<'a> {
 #[derive(Debug, PartialEq)]
 pub(crate) enum PushOutcome {
     Reply(ReplyStatus, Value),
+    /// A reply followed by pushes `(event, payload)` on the same channel, to this socket only
+    /// and in this order (e.g. the catch-up after `session:bind`). They leave together, so a
+    /// delayed reply is never overtaken by its own follow-ups.
+    ReplyThenPush(ReplyStatus, Value, Vec<(String, Value)>),
     /// The channel process crashed: the socket sends `phx_error` and forgets the channel.
     Crash,
 }
@@ -211,6 +218,19 @@ fn push(core: &ServerCore, socket: &SocketInfo, message: Frame) -> Vec<Frame> {
             status,
             response,
         )],
+        PushOutcome::ReplyThenPush(status, response, pushes) => {
+            let mut frames = vec![Frame::reply(
+                channel.reply_join_ref.clone(),
+                message.msg_ref.clone(),
+                topic,
+                status,
+                response,
+            )];
+            frames.extend(pushes.into_iter().map(|(event, payload)| {
+                Frame::push(channel.reply_join_ref.clone(), topic, &event, payload)
+            }));
+            frames
+        }
         PushOutcome::Crash => {
             core.registry.remove_channel(socket.connection_id, topic);
             vec![Frame::channel_exit(channel.join_ref, topic, events::ERROR)]

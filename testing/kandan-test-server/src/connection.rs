@@ -10,11 +10,11 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use tokio::time::Instant;
 
-use crate::TestUser;
 use crate::channels::{self, SocketInfo};
 use crate::frame::Frame;
 use crate::registry::{Outbound, Registration};
 use crate::server::ServerCore;
+use crate::tokens::Grant;
 
 /// Close code Cowboy (Phoenix's web server) sends when a socket hits its idle timeout.
 const CLOSE_NORMAL: u16 = 1000;
@@ -40,7 +40,7 @@ impl fmt::Display for End {
 }
 
 /// Runs the connection until it ends, then forgets it (and its channels).
-pub(crate) async fn run(core: Arc<ServerCore>, mut socket: WebSocket, user: TestUser) {
+pub(crate) async fn run(core: Arc<ServerCore>, mut socket: WebSocket, grant: Grant) {
     let Registration {
         id,
         mut outbound,
@@ -49,7 +49,8 @@ pub(crate) async fn run(core: Arc<ServerCore>, mut socket: WebSocket, user: Test
     } = core.registry.register();
     let info = SocketInfo {
         connection_id: id,
-        user,
+        user: grant.user,
+        scope: grant.scope,
     };
     tracing::debug!(connection = id, user = %info.user.slug, "socket connected");
     let idle_timeout = core.heartbeat_idle_timeout;

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::TestUser;
+use crate::html::escape;
 use crate::oauth::AuthorizeRequest;
 
 /// A form that POSTs the authorize request back to `action` with the chosen user.
@@ -54,22 +55,6 @@ pub(crate) fn render(action: &str, request: &AuthorizeRequest, users: &[TestUser
         target = escape(&target),
         action = escape(action),
     )
-}
-
-/// Escapes text for HTML element content and double-quoted attribute values.
-fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for ch in text.chars() {
-        match ch {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
 }
 
 #[cfg(test)]

@@ -5,6 +5,11 @@
 //! validation endpoints, records everything clients send, and lets tests misbehave on purpose:
 //! drop connections, restart on the same port, hold or delay replies, refuse joins.
 //!
+//! It also keeps a chat (protocol §5): runners bind to a channel with `session:bind`, post and
+//! update rows, report message states and typing; tests post as humans
+//! ([`KandanTestServer::post_user_message`]) and await what the runner wrote
+//! ([`KandanTestServer::wait_for_thread`]). `GET /demo` shows a channel as a live chat page.
+//!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use kandan_test_server::{KandanTestServer, ServerConfig};
@@ -16,20 +21,26 @@
 
 mod admin;
 mod channels;
+mod chat_admin;
+mod chat_sessions;
 mod chat_store;
 mod conformance_topic;
 mod connection;
 mod consent_page;
+mod demo_page;
 mod faults;
 mod frame;
+mod html;
 mod listener;
 mod oauth;
 mod recorder;
 mod registry;
+mod runner_session;
 mod runner_topic;
 mod server;
 mod socket;
 mod sync;
+mod timestamp;
 mod tokens;
 mod users;
 
@@ -43,8 +54,8 @@ pub use chat_store::ChatMessage;
 pub use faults::Fault;
 pub use recorder::{RecordedEvent, RecordedJoin};
 
+use chat_store::ChannelKey;
 use server::ServerCore;
-use sync::lock;
 use tokens::TokenScope;
 
 /// How the server starts.
@@ -58,6 +69,16 @@ pub struct ServerConfig {
     pub auto_approve_oauth: bool,
     /// Sockets that send nothing for this long are closed (Phoenix's default is 60 s).
     pub heartbeat_idle_timeout: Duration,
+    /// Serve the live chat page `GET /demo` for this channel; `None`: `/demo` answers 404.
+    pub demo: Option<DemoConfig>,
+}
+
+/// The channel the demo page shows, and who its reply box and buttons post as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoConfig {
+    pub workspace: String,
+    pub channel: String,
+    pub user_slug: String,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +91,7 @@ impl Default for ServerConfig {
             }],
             auto_approve_oauth: true,
             heartbeat_idle_timeout: Duration::from_secs(60),
+            demo: None,
         }
     }
 }
@@ -179,7 +201,8 @@ impl KandanTestServer {
     }
 
     /// Stops listening and drops every socket, waits `downtime`, then listens on the same port
-    /// again. Channel state is lost; tokens, recorded events and chat messages are kept.
+    /// again. Channel state is lost (runners must re-join and re-bind); tokens, recorded events,
+    /// the chat and the runners' chat bindings are kept.
     pub async fn restart(&self, downtime: Duration) {
         self.core.restart(downtime).await;
     }
@@ -206,9 +229,77 @@ impl KandanTestServer {
         self.core.recorder.joins()
     }
 
-    /// Messages posted to one channel (by runners' `session:post_thread_message`), in seq order.
+    /// Every message of one channel (posted by runners or people), in seq order, with its
+    /// current body, payload and state.
     pub fn chat_messages(&self, workspace: &str, channel: &str) -> Vec<ChatMessage> {
-        lock(&self.core.chat).channel_messages(workspace, channel)
+        self.core
+            .chat
+            .messages(&ChannelKey::new(workspace, channel))
+    }
+
+    /// Posts `body` as `user_slug` (created on the fly if unknown), as a person does in Kandan:
+    /// stored, then pushed as `session:message` to every runner bound to the channel.
+    /// `thread_id: None` starts a new thread. Fails if the thread is not in the channel.
+    pub async fn post_user_message(
+        &self,
+        workspace: &str,
+        channel: &str,
+        thread_id: Option<&str>,
+        user_slug: &str,
+        body: &str,
+    ) -> anyhow::Result<ChatMessage> {
+        let key = ChannelKey::new(workspace, channel);
+        self.core
+            .post_user_message(
+                &key,
+                thread_id.map(str::to_owned),
+                user_slug,
+                body.to_owned(),
+            )
+            .map_err(|err| {
+                anyhow::anyhow!("cannot post to {workspace}/{channel} thread {thread_id:?}: {err}")
+            })
+    }
+
+    /// One thread's messages in seq order (empty if there is no such thread).
+    pub fn thread(&self, workspace: &str, channel: &str, thread_id: &str) -> Vec<ChatMessage> {
+        self.core
+            .chat
+            .thread(&ChannelKey::new(workspace, channel), thread_id)
+    }
+
+    /// The channel's thread ids, oldest thread first.
+    pub fn threads(&self, workspace: &str, channel: &str) -> Vec<String> {
+        self.core.chat.threads(&ChannelKey::new(workspace, channel))
+    }
+
+    /// The channel's messages (all threads, seq order) as soon as `pred` holds for them —
+    /// checked now and after every change to the chat, never by polling.
+    pub async fn wait_for_thread(
+        &self,
+        workspace: &str,
+        channel: &str,
+        pred: impl Fn(&[ChatMessage]) -> bool,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<ChatMessage>> {
+        let key = ChannelKey::new(workspace, channel);
+        self.core.chat.wait_for(&key, pred, timeout).await
+    }
+
+    /// How many times the message `seq` was replaced by `session:update_thread_message`
+    /// (0 for an unknown message).
+    pub fn message_updates(&self, workspace: &str, channel: &str, seq: i64) -> usize {
+        self.core
+            .chat
+            .message(&ChannelKey::new(workspace, channel), seq)
+            .map_or(0, |message| message.updated_count)
+    }
+
+    /// The runners whose `session:typing` flag is on in a thread.
+    pub fn typing(&self, workspace: &str, channel: &str, thread_id: &str) -> Vec<String> {
+        let mut typing = self.core.chat.typing(&ChannelKey::new(workspace, channel));
+        typing.retain(|entry| entry.thread_id == thread_id);
+        typing.into_iter().map(|entry| entry.runner_id).collect()
     }
 
     pub async fn shutdown(self) {

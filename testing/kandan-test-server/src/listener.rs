@@ -33,11 +33,26 @@ pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Starts serving `router` on `listener`.
+/// Starts serving `router` on `listener`. Handlers can extract [`Stopping`] to learn when
+/// this listener stops.
 pub(crate) fn spawn(listener: TcpListener, router: Router) -> RunningListener {
     let (stop, stopped) = watch::channel(false);
+    let router = router.layer(axum::Extension(Stopping(stopped.clone())));
     let task = tokio::spawn(accept_loop(listener, router, stopped));
     RunningListener { stop, task }
+}
+
+/// The stop signal of the listener serving a request. Long-lived responses (server-sent events)
+/// end on it: a stopping listener waits for its responses to finish, so an endless one would
+/// hold up a restart until the drain timeout.
+#[derive(Clone)]
+pub(crate) struct Stopping(watch::Receiver<bool>);
+
+impl Stopping {
+    /// Resolves once the listener stops (at once if it already has).
+    pub(crate) async fn wait(&mut self) {
+        stop_requested(&mut self.0).await;
+    }
 }
 
 impl RunningListener {

@@ -1,13 +1,13 @@
 //! `kandan-test-server`: runs the fake Kandan server for the local demo and non-Rust tests.
 //!
 //! Prints `listening on http://HOST:PORT`, then `ready user=SLUG token=TOKEN` (a token for the
-//! first user), and serves until interrupted.
+//! first user) and, with `--demo`, `demo http://HOST:PORT/demo`; serves until interrupted.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use kandan_test_server::{KandanTestServer, ServerConfig, TestUser};
+use kandan_test_server::{DemoConfig, KandanTestServer, ServerConfig, TestUser};
 
 #[derive(Debug, Parser)]
 #[command(about = "A protocol-faithful fake Kandan server (Phoenix Channels V2, runner OAuth)")]
@@ -28,6 +28,21 @@ struct Args {
     /// Close sockets that send nothing for this many seconds.
     #[arg(long, default_value_t = 60)]
     idle_timeout_secs: u64,
+
+    /// Serve the live chat page /demo for WORKSPACE/CHANNEL; it posts as the first user.
+    #[arg(long, value_name = "WORKSPACE/CHANNEL", value_parser = parse_channel)]
+    demo: Option<(String, String)>,
+}
+
+fn parse_channel(text: &str) -> Result<(String, String), String> {
+    match text.split_once('/') {
+        Some((workspace, channel))
+            if !workspace.is_empty() && !channel.is_empty() && !channel.contains('/') =>
+        {
+            Ok((workspace.to_owned(), channel.to_owned()))
+        }
+        _ => Err(format!("expected WORKSPACE/CHANNEL, got {text:?}")),
+    }
 }
 
 fn parse_user(text: &str) -> Result<TestUser, String> {
@@ -70,12 +85,23 @@ async fn main() -> anyhow::Result<()> {
         config.users = args.users;
     }
     let first_user = config.users.first().map(|user| user.slug.clone());
+    if let (Some((workspace, channel)), Some(user_slug)) = (args.demo, &first_user) {
+        config.demo = Some(DemoConfig {
+            workspace,
+            channel,
+            user_slug: user_slug.clone(),
+        });
+    }
+    let demo = config.demo.is_some();
 
     let server = KandanTestServer::start(config).await?;
     println!("listening on {}", server.http_url());
     if let Some(slug) = first_user {
         let token = server.issue_token(&slug, None);
         println!("ready user={slug} token={token}");
+    }
+    if demo {
+        println!("demo {}/demo", server.http_url());
     }
 
     shutdown_signal().await?;
@@ -116,5 +142,16 @@ mod tests {
         assert!(parse_user("sean").is_err());
         assert!(parse_user("sean:x").is_err());
         assert!(parse_user(":1").is_err());
+    }
+
+    #[test]
+    fn parses_demo_channels() {
+        assert_eq!(
+            parse_channel("acme/codex"),
+            Ok(("acme".into(), "codex".into()))
+        );
+        for bad in ["acme", "/codex", "acme/", "a/b/c"] {
+            assert!(parse_channel(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -2,12 +2,13 @@
 //! its listening socket (start, restart on the same port, shutdown).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 
-use crate::chat_store::ChatStore;
+use crate::chat_sessions::ChatSessions;
+use crate::chat_store::{Actor, ChannelKey, ChatError, ChatMessage, NewMessage};
 use crate::faults::Faults;
 use crate::listener::{self, RunningListener};
 use crate::oauth::AuthorizationCodes;
@@ -15,7 +16,7 @@ use crate::recorder::Recorder;
 use crate::registry::Registry;
 use crate::tokens::TokenStore;
 use crate::users::Users;
-use crate::{ServerConfig, admin, oauth, socket};
+use crate::{DemoConfig, ServerConfig, admin, demo_page, oauth, socket};
 
 pub(crate) struct ServerCore {
     pub(crate) auto_approve_oauth: bool,
@@ -26,7 +27,9 @@ pub(crate) struct ServerCore {
     pub(crate) faults: Faults,
     pub(crate) recorder: Recorder,
     pub(crate) registry: Registry,
-    pub(crate) chat: Mutex<ChatStore>,
+    /// The chat and the runners' bindings: server data, so they outlive sockets and restarts.
+    pub(crate) chat: ChatSessions,
+    pub(crate) demo: Option<DemoConfig>,
     /// The bound address; a restart reopens exactly this one.
     pub(crate) addr: SocketAddr,
     /// `None` once shut down. Held for the whole of a restart so restarts do not interleave.
@@ -45,7 +48,8 @@ impl ServerCore {
             faults: Faults::default(),
             recorder: Recorder::default(),
             registry: Registry::default(),
-            chat: Mutex::new(ChatStore::default()),
+            chat: ChatSessions::default(),
+            demo: config.demo,
             addr: tcp.local_addr()?,
             listener: tokio::sync::Mutex::new(None),
         });
@@ -54,9 +58,34 @@ impl ServerCore {
         Ok(core)
     }
 
+    /// Posts `body` as the user `user_slug` (created on the fly if unknown), as a human does in
+    /// Kandan's UI: stored, then pushed to the runners bound to the channel.
+    pub(crate) fn post_user_message(
+        &self,
+        key: &ChannelKey,
+        thread_id: Option<String>,
+        user_slug: &str,
+        body: String,
+    ) -> Result<ChatMessage, ChatError> {
+        let user = self.users.find_or_create(user_slug);
+        let new = NewMessage {
+            thread_id,
+            actor: Actor {
+                slug: user.slug,
+                user_id: user.id,
+                runner_id: None,
+            },
+            body,
+            payload: serde_json::Value::Null,
+            reply_to_seq: None,
+            client_id: None,
+        };
+        self.chat.post(&self.registry, key, new)
+    }
+
     /// Stops accepting, drops every socket (and with them all channel state), waits
-    /// `downtime`, then listens on the same address again. Tokens, recorded events and chat
-    /// messages survive, as a real server's database would.
+    /// `downtime`, then listens on the same address again. Tokens, recorded events, the chat
+    /// and the runners' chat bindings survive, as a real server's database would.
     pub(crate) async fn restart(self: &Arc<Self>, downtime: Duration) {
         let mut slot = self.listener.lock().await;
         let Some(running) = slot.take() else {
@@ -96,6 +125,7 @@ fn router(core: Arc<ServerCore>) -> Router {
     Router::new()
         .merge(socket::routes())
         .merge(oauth::routes())
+        .merge(demo_page::routes())
         .nest("/__admin", admin::routes())
         .with_state(core)
 }

@@ -57,7 +57,7 @@ async fn upgrade(
 
     upgrade
         .protocols([PHOENIX_SUBPROTOCOL])
-        .on_upgrade(move |socket| connection::run(core, socket, grant.user))
+        .on_upgrade(move |socket| connection::run(core, socket, grant))
 }
 
 /// phoenix.js's `authToken` travels as the subprotocol `base64url.bearer.phx.<encoded>`.

@@ -170,3 +170,118 @@ pub fn http_client() -> reqwest::Client {
         .build()
         .expect("http client")
 }
+
+/// A raw client joined to `local_runner:<id>`, with helpers for the chat-session events. It still
+/// shows the wire: `request` insists that the very next frame is the reply to what it sent.
+pub struct Runner {
+    pub client: Client,
+    pub topic: String,
+    join_ref: String,
+    next_ref: u64,
+}
+
+impl Runner {
+    /// Connects with a fresh unscoped token for `user_slug` and joins `local_runner:<runner_id>`.
+    pub async fn join(server: &KandanTestServer, user_slug: &str, runner_id: &str) -> Runner {
+        let token = server.issue_token(user_slug, None);
+        Runner::join_with_token(server, &token, runner_id).await
+    }
+
+    pub async fn join_with_token(
+        server: &KandanTestServer,
+        token: &str,
+        runner_id: &str,
+    ) -> Runner {
+        let mut client = Client::connect(server, token).await;
+        let topic = format!("local_runner:{runner_id}");
+        let joined = client.join(&topic, "j", runner_join_payload()).await;
+        assert_eq!(joined[4]["status"], json!("ok"), "runner join: {joined}");
+        Runner {
+            client,
+            topic,
+            join_ref: "j".into(),
+            next_ref: 1,
+        }
+    }
+
+    /// Pushes `event` and returns the reply's `{status, response}`.
+    pub async fn request(&mut self, event: &str, payload: Value) -> Value {
+        self.next_ref += 1;
+        let msg_ref = self.next_ref.to_string();
+        let topic = self.topic.clone();
+        let join_ref = self.join_ref.clone();
+        self.client
+            .send(Some(&join_ref), Some(&msg_ref), &topic, event, payload)
+            .await;
+        let frame = self.client.recv().await;
+        assert_eq!(
+            (&frame[1], &frame[3]),
+            (&json!(msg_ref), &json!("phx_reply")),
+            "expected the reply to {event} (ref {msg_ref}), got {frame}"
+        );
+        frame[4].clone()
+    }
+
+    /// Like [`Self::request`], but the reply must be ok; returns its response.
+    pub async fn ok(&mut self, event: &str, payload: Value) -> Value {
+        let reply = self.request(event, payload).await;
+        assert_eq!(reply["status"], json!("ok"), "{event} was refused: {reply}");
+        reply["response"].clone()
+    }
+
+    /// Like [`Self::request`], but the reply must be an error; returns its reason.
+    pub async fn refused(&mut self, event: &str, payload: Value) -> Value {
+        let reply = self.request(event, payload).await;
+        assert_eq!(
+            reply["status"],
+            json!("error"),
+            "{event} was accepted: {reply}"
+        );
+        reply["response"]["reason"].clone()
+    }
+
+    /// `session:bind` to acme/codex; returns the reply's response.
+    pub async fn bind(&mut self, thread_id: Option<&str>, after_seq: Option<i64>) -> Value {
+        let payload = json!({"instanceId": "codex-1", "workspace": "acme", "channel": "codex",
+            "thread_id": thread_id, "after_seq": after_seq, "listen_user": "tester"});
+        self.ok("session:bind", payload).await
+    }
+
+    /// `session:post_thread_message` to acme/codex; returns `(seq, thread_id)`.
+    pub async fn post(
+        &mut self,
+        thread_id: Option<&str>,
+        body: &str,
+        payload: Value,
+    ) -> (i64, String) {
+        let request = json!({"workspace": "acme", "channel": "codex", "thread_id": thread_id,
+            "body": body, "payload": payload});
+        let response = self.ok("session:post_thread_message", request).await;
+        let seq = response["seq"].as_i64().expect("seq");
+        let thread_id = response["thread_id"]
+            .as_str()
+            .expect("thread_id")
+            .to_owned();
+        (seq, thread_id)
+    }
+
+    /// The next frame, which must be a push on this topic with this runner's join_ref;
+    /// returns `(event, payload)`.
+    pub async fn recv_push(&mut self) -> (String, Value) {
+        let frame = self.client.recv().await;
+        assert_eq!(
+            (&frame[0], &frame[1], &frame[2]),
+            (&json!(self.join_ref), &Value::Null, &json!(self.topic)),
+            "expected a push, got {frame}"
+        );
+        let event = frame[3].as_str().expect("event").to_owned();
+        (event, frame[4].clone())
+    }
+
+    /// The next `session:message` push's payload.
+    pub async fn recv_session_message(&mut self) -> Value {
+        let (event, payload) = self.recv_push().await;
+        assert_eq!(event, "session:message", "{payload}");
+        payload
+    }
+}
