@@ -2,10 +2,12 @@
 //! that the headless `linzumi` CLI and the desktop app are thin fronts over it.
 pub mod auth;
 pub mod codex;
+pub mod dependencies;
 pub mod http;
 pub mod kandan_url;
 pub mod phoenix;
 pub mod process_tree;
 pub mod protocol;
 pub mod runner;
+pub mod session;
 pub mod tls;

@@ -93,25 +93,38 @@ impl AppServerProcess {
             });
         }
 
-        let url = tokio::select! {
+        let started = tokio::select! {
+            // The sender is dropped when stderr ends without the line: it is exiting.
             url = ready_rx => url.ok(),
-            status = child.wait() => {
-                let status = status.map_or_else(|error| error.to_string(), |s| s.to_string());
-                // Let the stderr reader catch up with the last lines.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                return Err(SpawnError::Exited { status, tail: tail_text(&stderr_tail) });
+            _ = child.wait() => None,
+            () = tokio::time::sleep(START_TIMEOUT) => {
+                let mut process = AppServerProcess {
+                    child,
+                    url: String::new(),
+                    stderr_tail,
+                    process_group,
+                };
+                process.terminate(Duration::from_secs(1)).await;
+                return Err(SpawnError::Timeout(START_TIMEOUT));
             }
-            () = tokio::time::sleep(START_TIMEOUT) => None,
         };
-        let Some(url) = url else {
+        let Some(url) = started else {
+            let status = match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
+                Ok(Ok(status)) => status.to_string(),
+                Ok(Err(error)) => error.to_string(),
+                Err(_) => "closed its output".to_owned(),
+            };
             let mut process = AppServerProcess {
                 child,
                 url: String::new(),
                 stderr_tail,
                 process_group,
             };
+            // Let the stderr reader store the last lines.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let tail = process.stderr_tail();
             process.terminate(Duration::from_secs(1)).await;
-            return Err(SpawnError::Timeout(START_TIMEOUT));
+            return Err(SpawnError::Exited { status, tail });
         };
         Ok(AppServerProcess {
             child,

@@ -83,14 +83,9 @@ impl CodexSupervisor {
         self.client.borrow().clone()
     }
 
-    /// Waits until an app-server is connected, up to `timeout`.
-    pub async fn ready_client(&self, timeout: Duration) -> Option<CodexClient> {
-        let mut watcher = self.client.clone();
-        let wait = watcher.wait_for(Option::is_some);
-        match tokio::time::timeout(timeout, wait).await {
-            Ok(Ok(client)) => client.clone(),
-            _ => None,
-        }
+    /// Follows the connected client as app-servers come and go.
+    pub fn client_watch(&self) -> watch::Receiver<Option<CodexClient>> {
+        self.client.clone()
     }
 
     /// Ends the current app-server and everything it started, and starts a fresh one.

@@ -164,7 +164,7 @@ async fn start_turn(env: &ControlEnv, control: StartTurn) -> Result<Value, Strin
     let params = json!({"threadId": control.thread_id, "input": control.input});
     let response = match codex.call::<_, Value>(methods::TURN_START, &params).await {
         // A thread from before an app-server restart must be loaded again first.
-        Err(CodexError::Rpc { error, .. }) if thread_not_loaded(&error.message) => {
+        Err(CodexError::Rpc { error, .. }) if crate::codex::thread_not_loaded(&error.message) => {
             let resume = ThreadResumeParams {
                 thread_id: control.thread_id.clone(),
                 overrides: ThreadStartParams::default(),
@@ -282,12 +282,6 @@ fn resolve_approval(env: &ControlEnv, control: ResolveCodexApprovalRequest) -> C
     }
 }
 
-/// The app-server's complaint about a thread it has not loaded.
-fn thread_not_loaded(message: &str) -> bool {
-    let message = message.to_ascii_lowercase();
-    message.contains("thread") && (message.contains("not found") || message.contains("not loaded"))
-}
-
 fn merge(target: &mut Value, fields: Value) {
     if let (Value::Object(target), Value::Object(fields)) = (target, fields) {
         target.extend(fields);
@@ -389,12 +383,5 @@ mod tests {
             env.state.lock().unwrap().allowed_cwds(),
             vec!["/".to_string()]
         );
-    }
-
-    #[test]
-    fn recognizes_unloaded_thread_errors() {
-        assert!(thread_not_loaded("thread not found: 0199"));
-        assert!(thread_not_loaded("Thread abc is not loaded"));
-        assert!(!thread_not_loaded("Not initialized"));
     }
 }

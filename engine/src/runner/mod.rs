@@ -31,7 +31,9 @@ use crate::codex::{
 use crate::phoenix::{
     Backoff, ChannelMessage, ClientConfig, ConnectError, JoinError, Lifecycle, PhoenixClient,
 };
-use crate::protocol::{CONTROL_EVENT, KandanControl, runner_topic};
+use crate::protocol::{CHAT_MESSAGE_EVENT, CONTROL_EVENT, KandanControl, runner_topic};
+use crate::session::driver::Input as SessionInput;
+use crate::session::{ChannelSession, ChatEvent, SessionContext, SessionError, SessionOptions};
 use allowed_cwd::AllowedRoot;
 use approvals::{PendingApproval, PendingApprovals};
 use controls::{CODEX_ERROR, ControlEnv, ControlOutcome};
@@ -62,6 +64,8 @@ pub struct RunnerOptions {
     pub tool_status: Option<Value>,
     pub heartbeat_interval: Duration,
     pub codex_restart: Backoff,
+    /// Bind a Kandan chat thread (`--workspace`/`--channel`).
+    pub channel_session: Option<SessionOptions>,
 }
 
 impl RunnerOptions {
@@ -86,6 +90,7 @@ impl RunnerOptions {
             tool_status: None,
             heartbeat_interval: HEARTBEAT_INTERVAL,
             codex_restart: Backoff::rejoin(),
+            channel_session: None,
         }
     }
 }
@@ -98,6 +103,35 @@ pub enum RunnerError {
     Join(#[from] JoinError),
     #[error("Codex did not start: {0}")]
     Codex(String),
+    #[error(transparent)]
+    Session(#[from] SessionError),
+}
+
+/// Who answered an approval request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApprovalActor {
+    /// Someone in Kandan (a control or a chat command), as Kandan names them.
+    Kandan {
+        slug: Option<String>,
+        user_id: Option<i64>,
+    },
+    /// The person at this computer (the desktop notification).
+    LocalOwner,
+}
+
+impl ApprovalActor {
+    pub fn describe(&self) -> String {
+        match self {
+            ApprovalActor::Kandan {
+                slug: Some(slug), ..
+            } => format!("kandan:{slug}"),
+            ApprovalActor::Kandan {
+                user_id: Some(id), ..
+            } => format!("kandan:user-{id}"),
+            ApprovalActor::Kandan { .. } => "kandan".into(),
+            ApprovalActor::LocalOwner => "local".into(),
+        }
+    }
 }
 
 /// Where the current app-server is.
@@ -110,10 +144,38 @@ pub struct CodexEndpoint {
 /// What a front (CLI, desktop) may want to show.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunnerEvent {
-    KandanOffline { reason: String },
+    KandanOffline {
+        reason: String,
+    },
     KandanOnline,
-    CodexLost { message: String },
-    CodexReady { url: String, pid: Option<u32> },
+    CodexLost {
+        message: String,
+    },
+    CodexReady {
+        url: String,
+        pid: Option<u32>,
+    },
+    /// A Codex approval request waits for an answer (from Kandan or this computer).
+    ApprovalRequested {
+        request_id: String,
+        kind: String,
+        summary: String,
+        reason: Option<String>,
+    },
+    ApprovalResolved {
+        request_id: String,
+        approved: bool,
+        by: String,
+    },
+    /// Codex no longer waits for this answer: take the prompt down.
+    ApprovalWithdrawn {
+        request_id: String,
+    },
+    /// A chat message's turn ended (`processed` or `failed`).
+    TurnFinished {
+        seq: i64,
+        status: String,
+    },
     Stopped,
 }
 
@@ -124,6 +186,7 @@ pub struct Runner {
     events: broadcast::Sender<RunnerEvent>,
     stop: Option<oneshot::Sender<oneshot::Sender<()>>>,
     log_file: Option<PathBuf>,
+    session: Option<ChannelSession>,
 }
 
 impl Runner {
@@ -183,6 +246,30 @@ impl Runner {
         let outbox = Outbox::new(kandan.clone(), topic, log.clone());
         let log_file = log.path().map(PathBuf::from);
         let lifecycle = kandan.lifecycle();
+        let session = match options.channel_session.clone() {
+            Some(session_options) => {
+                let context = SessionContext {
+                    options: session_options,
+                    runner_id: options.runner_id.clone(),
+                    instance_id: instance_id.clone(),
+                    cwd: options.cwd.clone(),
+                    runtime: options.runtime.clone(),
+                    outbox: outbox.clone(),
+                    codex: supervisor.client_watch(),
+                    events: events.clone(),
+                    log: log.clone(),
+                };
+                match ChannelSession::attach(context).await {
+                    Ok(session) => Some(session),
+                    Err(error) => {
+                        supervisor.shutdown().await;
+                        kandan.close().await;
+                        return Err(error.into());
+                    }
+                }
+            }
+            None => None,
+        };
         let loop_state = Loop {
             instance_id: instance_id.clone(),
             options,
@@ -195,6 +282,7 @@ impl Runner {
             seq: 0,
             codex: codex.clone(),
             events: events.clone(),
+            session: session.clone(),
         };
         tokio::spawn(loop_state.run(joined.messages, codex_events, lifecycle, stop_rx));
         Ok(Runner {
@@ -204,6 +292,7 @@ impl Runner {
             events,
             stop: Some(stop_tx),
             log_file,
+            session,
         })
     }
 
@@ -230,6 +319,19 @@ impl Runner {
 
     pub fn events(&self) -> broadcast::Receiver<RunnerEvent> {
         self.events.subscribe()
+    }
+
+    /// The Codex thread the chat session drives, if one is bound.
+    pub fn chat_codex_thread_id(&self) -> Option<String> {
+        self.session.as_ref()?.codex_thread_id()
+    }
+
+    /// Answers a Codex approval request from this computer; the first answer wins.
+    pub async fn resolve_approval(&self, request_id: &str, approve: bool) -> Result<(), String> {
+        match &self.session {
+            Some(session) => session.resolve_approval(request_id, approve).await,
+            None => Err("no chat session is bound".into()),
+        }
     }
 
     /// Declines pending approvals, ends Codex and every process it started, and leaves
@@ -287,6 +389,7 @@ struct Loop {
     seq: u64,
     codex: Arc<Mutex<CodexEndpoint>>,
     events: broadcast::Sender<RunnerEvent>,
+    session: Option<ChannelSession>,
 }
 
 impl Loop {
@@ -321,6 +424,15 @@ impl Loop {
         message: ChannelMessage,
         outcomes: &mpsc::UnboundedSender<ControlOutcome>,
     ) {
+        if message.event == CHAT_MESSAGE_EVENT {
+            if let Some(session) = &self.session {
+                match serde_json::from_value::<ChatEvent>(message.payload) {
+                    Ok(event) => session.send(SessionInput::Chat(event)),
+                    Err(error) => warn!(%error, "dropped a malformed session:message"),
+                }
+            }
+            return;
+        }
         if message.event != CONTROL_EVENT {
             return;
         }
@@ -365,8 +477,22 @@ impl Loop {
             runtime: self.options.runtime.clone(),
         };
         let outcomes = outcomes.clone();
+        let session = self.session.clone();
         tokio::spawn(async move {
-            let _ = outcomes.send(controls::handle(env, control).await);
+            // The chat session answers the controls it owns; the runner the rest.
+            let handled = match session {
+                Some(session) => {
+                    let (reply, answer) = oneshot::channel();
+                    session.send(SessionInput::Control(control.clone(), reply));
+                    answer.await.ok().flatten()
+                }
+                None => None,
+            };
+            let outcome = match handled {
+                Some(outcome) => outcome,
+                None => controls::handle(env, control).await,
+            };
+            let _ = outcomes.send(outcome);
         });
     }
 
@@ -392,6 +518,11 @@ impl Loop {
             SupervisorEvent::Codex(CodexEvent::Closed { .. }) => {}
             SupervisorEvent::Lost { message, requested } => {
                 self.clear_codex_state();
+                if let Some(session) = &self.session {
+                    session.send(SessionInput::CodexLost {
+                        message: message.clone(),
+                    });
+                }
                 self.log.log(
                     "codex.lost",
                     json!({"message": message, "requested": requested}),
@@ -426,6 +557,9 @@ impl Loop {
                     json!({"url": url, "pid": pid, "restart": restart}),
                 );
                 let _ = self.events.send(RunnerEvent::CodexReady { url, pid });
+                if restart && let Some(session) = &self.session {
+                    session.send(SessionInput::CodexReady);
+                }
                 self.push_heartbeat();
             }
         }
@@ -453,6 +587,10 @@ impl Loop {
             "codex.notification",
             json!({"seq": self.seq, "method": method, "metadata": metadata}),
         );
+        if let Some(session) = &self.session {
+            session.send(SessionInput::Notification { method, params });
+            return;
+        }
         self.outbox.send(
             "codex_notification",
             json!({"instanceId": self.instance_id, "seq": self.seq, "method": method,
@@ -461,6 +599,10 @@ impl Loop {
     }
 
     fn on_server_request(&mut self, id: Value, method: String, params: Value) {
+        if let Some(session) = &self.session {
+            session.send(SessionInput::Request { id, method, params });
+            return;
+        }
         let Some(codex) = self.supervisor.client() else {
             return;
         };
@@ -549,6 +691,9 @@ impl Loop {
     }
 
     async fn shutdown(&mut self) {
+        if let Some(session) = &self.session {
+            session.stop().await;
+        }
         let pending = self
             .approvals
             .lock()

@@ -11,12 +11,15 @@ use linzumi_engine::kandan_url::KandanUrl;
 use linzumi_engine::phoenix::{Backoff, ClientConfig};
 use linzumi_engine::runner::allowed_cwd;
 use linzumi_engine::runner::{Runner, RunnerOptions};
+use linzumi_engine::session::{ListenUser, SessionOptions};
 use mock_model_api::{CodexHome, CodexHomeOptions, MockModelApi};
 use serde_json::{Value, json};
 
 pub const WAIT: Duration = Duration::from_secs(30);
 pub const RUNNER_ID: &str = "test-runner";
 pub const TOPIC: &str = "local_runner:test-runner";
+pub const WORKSPACE: &str = "acme";
+pub const CHANNEL: &str = "codex";
 
 pub struct Project {
     pub dir: PathBuf,
@@ -80,10 +83,16 @@ impl Harness {
     }
 
     pub fn codex_source(&self) -> AppServerSource {
+        // A HOME of its own keeps the developer's shell profile (pyenv, prompts) out of
+        // the commands Codex runs through `bash -l`.
+        let home = self.project.dir.join(".home");
+        std::fs::create_dir_all(&home).unwrap();
+        let mut env = self.home.env();
+        env.push(("HOME".into(), home.display().to_string()));
         AppServerSource::Spawn(AppServerSpec {
             codex_bin: mock_model_api::codex_bin().unwrap(),
             extra_args: self.home.app_server_args(),
-            env: self.home.env(),
+            env,
             cwd: self.project.dir.clone(),
         })
     }
@@ -113,6 +122,86 @@ impl Harness {
 
     pub async fn start_runner(&self) -> Runner {
         Runner::start(self.options()).await.unwrap()
+    }
+
+    /// Options for a runner bound to the `acme/codex` chat, listening to `tester`.
+    pub fn session_options(&self) -> RunnerOptions {
+        let mut options = self.options();
+        let mut session = SessionOptions::new(
+            WORKSPACE.into(),
+            CHANNEL.into(),
+            ListenUser::parse("tester", Some(("tester".into(), 1))),
+        );
+        session.stream_flush = Duration::from_millis(50);
+        options.channel_session = Some(session);
+        options
+    }
+
+    /// The thread the runner posted its availability root in.
+    pub async fn bound_thread(&self) -> String {
+        let messages = self
+            .kandan
+            .wait_for_thread(
+                WORKSPACE,
+                CHANNEL,
+                |messages| messages.iter().any(|m| m.posted_by_runner.is_some()),
+                WAIT,
+            )
+            .await
+            .unwrap();
+        messages
+            .iter()
+            .find(|m| m.payload["structured"]["kind"] == "local_runner_availability")
+            .unwrap()
+            .thread_id
+            .clone()
+    }
+
+    /// Posts as a person in the bound thread; returns the message's seq.
+    pub async fn say(&self, thread: &str, user: &str, body: &str) -> i64 {
+        self.kandan
+            .post_user_message(WORKSPACE, CHANNEL, Some(thread), user, body)
+            .await
+            .unwrap()
+            .seq
+    }
+
+    /// Waits until the message `seq` reaches a state with this status.
+    pub async fn state_of(&self, seq: i64, status: &str) -> Value {
+        self.state_where(seq, |state| state["status"] == status)
+            .await
+    }
+
+    /// Waits until the message `seq` has a state matching `pred`, and returns it.
+    pub async fn state_where(&self, seq: i64, pred: impl Fn(&Value) -> bool) -> Value {
+        let messages = self
+            .kandan
+            .wait_for_thread(
+                WORKSPACE,
+                CHANNEL,
+                |messages| {
+                    messages
+                        .iter()
+                        .any(|m| m.seq == seq && m.state.as_ref().is_some_and(&pred))
+                },
+                WAIT,
+            )
+            .await
+            .unwrap_or_else(|error| panic!("message {seq} never reached the state: {error}"));
+        messages
+            .into_iter()
+            .find(|m| m.seq == seq)
+            .and_then(|m| m.state)
+            .unwrap()
+    }
+
+    /// The runner's rows answering `seq`, in order.
+    pub fn rows_for(&self, thread: &str, seq: i64) -> Vec<kandan_test_server::ChatMessage> {
+        self.kandan
+            .thread(WORKSPACE, CHANNEL, thread)
+            .into_iter()
+            .filter(|m| m.payload["reply_to_seq"] == seq)
+            .collect()
     }
 
     /// Waits for the first event from the runner matching `pred`.

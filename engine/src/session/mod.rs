@@ -1,0 +1,20 @@
+//! The chat session: one Kandan thread bound to one Codex thread (seed
+//! `channelSession.ts`, split the way its later releases split it). Pure state machines
+//! decide; [`driver`] only performs I/O.
+//!
+//! - [`intake`]: which chat messages become turns; [`chat_commands`]: `/kandan …`
+//! - [`message_queue`]: accepted messages waiting; [`turn_state`]: the running turn
+//! - [`transcript`] and [`codex_items`]: Codex's work as streaming rows
+//! - [`approvals`]: approval requests; [`message_state`]: what Kandan shows per message
+pub mod approvals;
+pub mod chat_commands;
+pub mod codex_items;
+pub mod driver;
+pub mod intake;
+pub mod message_queue;
+pub mod message_state;
+pub mod transcript;
+pub mod turn_state;
+
+pub use driver::{ChannelSession, SessionContext, SessionError, SessionOptions};
+pub use intake::{ChatEvent, ListenUser};
