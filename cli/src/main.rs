@@ -1,0 +1,95 @@
+//! `linzumi`: the headless runner. A thin front over `linzumi-engine`.
+mod args;
+mod commands;
+mod flag_errors;
+mod help;
+mod session;
+mod settings;
+mod sign_in;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+use commands::CommandError;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            return match flag_errors::message(&error) {
+                Some(message) => {
+                    eprintln!("{message}");
+                    ExitCode::from(2)
+                }
+                None => {
+                    // Help and version go to stdout with status 0; usage errors exit 2.
+                    let _ = error.print();
+                    ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2))
+                }
+            };
+        }
+    };
+    init_logging(&cli);
+    // One thread: the runner is all I/O, and a small footprint matters for a
+    // process that idles in the background.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("linzumi: cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            None => {
+                println!("{}\n\n{}", help::ABOUT, help::GUIDE);
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(Command::Version) => {
+                println!("linzumi {}", env!("CARGO_PKG_VERSION"));
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(Command::Guide) => {
+                print!("{}", help::GUIDE);
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(Command::Auth(args)) => commands::sign_in(args).await,
+            Some(Command::Connect(args)) => commands::connect(args).await,
+            Some(Command::Start(args)) => commands::start(args).await,
+            Some(Command::Demo(args)) => commands::demo(args).await,
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(CommandError::Flag(error)) => {
+            eprintln!("{error}");
+            ExitCode::from(2)
+        }
+        Err(CommandError::Failed(message)) => {
+            eprintln!("linzumi: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Warnings and the runner's own lines on stderr; `RUST_LOG` for more. Nothing while
+/// the Codex TUI owns the terminal.
+fn init_logging(cli: &Cli) {
+    let tui = matches!(
+        &cli.command,
+        Some(Command::Connect(args)) if args.runner.launch_tui
+    ) || matches!(&cli.command, Some(Command::Start(args)) if args.runner.launch_tui)
+        || matches!(&cli.command, Some(Command::Demo(args)) if args.runner.launch_tui);
+    let default = if tui { "off" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
