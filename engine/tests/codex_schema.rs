@@ -8,8 +8,8 @@ use std::process::Command;
 
 use linzumi_engine::codex::RuntimeOptions;
 use linzumi_engine::codex::protocol::{
-    ThreadListParams, ThreadReadParams, ThreadResumeParams, ThreadStartParams, TurnInterruptParams,
-    TurnSteerParams, methods, server_requests, text_input,
+    ThreadListParams, ThreadReadParams, ThreadResumeParams, ThreadSetNameParams, ThreadStartParams,
+    TurnInterruptParams, TurnSteerParams, methods, server_requests, text_input,
 };
 use serde_json::{Value, json};
 
@@ -170,6 +170,13 @@ fn requests_the_runner_builds_validate_against_the_schema() {
             }),
         ),
         (
+            "ThreadSetNameParams",
+            serde_json::to_value(ThreadSetNameParams {
+                thread_id: "t".into(),
+                name: "Kandan acme/codex".into(),
+            }),
+        ),
+        (
             "ThreadListParams",
             serde_json::to_value(ThreadListParams {
                 limit: Some(5),
@@ -204,6 +211,7 @@ fn methods_and_fields_the_runner_reads_exist() {
         methods::THREAD_RESUME,
         methods::THREAD_LIST,
         methods::THREAD_READ,
+        methods::THREAD_NAME_SET,
         methods::TURN_START,
         methods::TURN_STEER,
         methods::TURN_INTERRUPT,

@@ -272,6 +272,11 @@ async fn interrupting_the_running_turn_and_the_queue() {
     let queued_a = harness.say(&thread, "tester", "next one").await;
     let queued_b = harness.say(&thread, "tester", "and another").await;
     harness.state_of(queued_b, "queued").await;
+    // Codex is working: Kandan shows the runner typing in the thread.
+    assert_eq!(
+        harness.kandan.typing(WORKSPACE, CHANNEL, &thread),
+        vec!["test-runner".to_owned()]
+    );
     harness
         .control(
             json!({"type": "interrupt_queued_messages", "threadId": "t", "throughSeq": queued_b}),

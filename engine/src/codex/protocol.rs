@@ -12,6 +12,7 @@ pub mod methods {
     pub const THREAD_RESUME: &str = "thread/resume";
     pub const THREAD_LIST: &str = "thread/list";
     pub const THREAD_READ: &str = "thread/read";
+    pub const THREAD_NAME_SET: &str = "thread/name/set";
     pub const TURN_START: &str = "turn/start";
     pub const TURN_STEER: &str = "turn/steer";
     pub const TURN_INTERRUPT: &str = "turn/interrupt";
@@ -65,6 +66,15 @@ pub struct ThreadListParams {
 pub struct ThreadReadParams {
     pub thread_id: String,
     pub include_turns: bool,
+}
+
+/// `thread/name/set`. Naming a new thread also writes its rollout, which is what makes
+/// it resumable (by `codex resume <id> --remote …`) before its first turn.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadSetNameParams {
+    pub thread_id: String,
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

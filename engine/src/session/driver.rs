@@ -6,7 +6,7 @@
 //! runs as a spawned future whose result comes back as an input, so the loop never
 //! blocks: an interrupt can arrive while a turn is still starting, and Codex's
 //! notifications keep flowing while Kandan answers.
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::approvals::{self, Approvals, PendingApproval};
+use super::bounded_map::BoundedMap;
 use super::chat_commands::ChatCommand;
 use super::codex_items;
 use super::intake::{self, ChatEvent, Intake, IntakeContext, ListenUser};
@@ -26,8 +27,8 @@ use super::transcript::{RowKey, RowView, Transcript, Write};
 use super::turn_state::{StartOutcome, TurnState};
 use crate::codex::jsonrpc::{RpcError, codes};
 use crate::codex::protocol::{
-    Notification, ServerRequest, ThreadResumeParams, ThreadStartParams, TurnInterruptParams,
-    TurnStatus, TurnSteerParams, methods, text_input,
+    Notification, ServerRequest, ThreadResumeParams, ThreadSetNameParams, ThreadStartParams,
+    TurnInterruptParams, TurnStatus, TurnSteerParams, methods, text_input,
 };
 use crate::codex::{CodexClient, CodexError, RuntimeOptions};
 use crate::phoenix::PushError;
@@ -41,6 +42,8 @@ use crate::runner::{ApprovalActor, RunnerEvent};
 pub const STREAM_FLUSH: Duration = Duration::from_millis(150);
 /// How often "Codex is typing" is repeated while it works.
 pub const TYPING_INTERVAL: Duration = Duration::from_secs(5);
+/// How many turns' reply targets are remembered (seed `maxForwardedTurnIds`).
+const TURN_MEMORY: usize = 64;
 /// How long attaching may wait for the Codex app-server.
 const CODEX_WAIT: Duration = Duration::from_secs(60);
 
@@ -150,6 +153,21 @@ impl ChannelSession {
         let codex_thread = resume_or_start(&codex, &context.runtime, &context.cwd, None)
             .await
             .map_err(SessionError::Codex)?;
+        // Named after the chat, which also makes the thread resumable by the Codex TUI
+        // before its first turn.
+        let name = ThreadSetNameParams {
+            thread_id: codex_thread.clone(),
+            name: format!(
+                "Kandan {}/{}",
+                context.options.workspace, context.options.channel
+            ),
+        };
+        if let Err(error) = codex
+            .call::<_, Value>(methods::THREAD_NAME_SET, &name)
+            .await
+        {
+            warn!(%error, "could not name the Codex thread");
+        }
         let options = &context.options;
         let bound = context
             .outbox
@@ -205,7 +223,7 @@ impl ChannelSession {
             queue: MessageQueue::default(),
             transcript: Transcript::default(),
             approvals: Approvals::default(),
-            reply_targets: HashMap::new(),
+            reply_targets: BoundedMap::new(TURN_MEMORY),
             tui_turns: HashSet::new(),
             flush_at: None,
             typing: false,
@@ -282,7 +300,7 @@ struct Driver {
     transcript: Transcript,
     approvals: Approvals,
     /// Which chat message each turn's rows reply to.
-    reply_targets: HashMap<String, i64>,
+    reply_targets: BoundedMap<String, i64>,
     /// Turns typed in the Codex TUI on the same thread.
     tui_turns: HashSet<String>,
     flush_at: Option<Instant>,

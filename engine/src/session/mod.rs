@@ -7,6 +7,7 @@
 //! - [`transcript`] and [`codex_items`]: Codex's work as streaming rows
 //! - [`approvals`]: approval requests; [`message_state`]: what Kandan shows per message
 pub mod approvals;
+pub mod bounded_map;
 pub mod chat_commands;
 pub mod codex_items;
 pub mod driver;
