@@ -13,6 +13,8 @@ APT_PACKAGES=(
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev
   libsoup-3.0-dev libssl-dev libxdo-dev libdbus-1-dev
   nodejs npm
+  # Tests: the Codex TUI runs in tmux; the demo page in headless Chromium.
+  tmux chromium curl
 )
 
 log() { printf '==> %s\n' "$*"; }
@@ -53,8 +55,8 @@ npm_install() {
   fi
 }
 npm_install tools
-for dir in tests/conformance/*/; do
-  [[ -f "$dir/package-lock.json" ]] && npm_install "${dir%/}"
+for dir in tests/conformance/*/ tests/browser/; do
+  if [[ -f "$dir/package-lock.json" ]]; then npm_install "${dir%/}"; fi
 done
 
 log "codex: $(tools/node_modules/.bin/codex --version)"

@@ -246,6 +246,10 @@ async fn run(
         .runner_id
         .clone()
         .unwrap_or_else(|| format!("runner-{}", uuid::Uuid::new_v4()));
+    let tui_env = match &prepared.source {
+        AppServerSource::Spawn(spec) => spec.env.clone(),
+        AppServerSource::Attach(_) => Vec::new(),
+    };
     let mut options = RunnerOptions::new(
         ClientConfig::new(&kandan, token),
         token.to_owned(),
@@ -271,7 +275,11 @@ async fn run(
             return Ok(ExitCode::SUCCESS);
         }
     };
-    let tui = flags.launch_tui.then_some((flags.codex_bin.as_str(), cwd));
+    let tui = flags.launch_tui.then_some(session::Tui {
+        codex_bin: &flags.codex_bin,
+        cwd,
+        env: tui_env,
+    });
     Ok(session::run(runner, tui, shutdown).await)
 }
 

@@ -7,12 +7,15 @@ use linzumi_engine::process_tree::{self, Signal};
 use linzumi_engine::runner::{Runner, RunnerEvent};
 use tokio::process::{Child, Command};
 
-/// SIGINT/SIGTERM handlers, installed before anything is started so that a signal that
-/// arrives while Codex and the chat session are still starting stops them cleanly
-/// instead of killing the process with children left behind.
+/// SIGINT/SIGTERM/SIGHUP handlers, installed before anything is started so that a
+/// signal that arrives while Codex and the chat session are still starting stops them
+/// cleanly instead of killing the process with children left behind. SIGHUP is the
+/// terminal window closing.
 pub struct Shutdown {
     #[cfg(unix)]
     terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Shutdown {
@@ -22,6 +25,7 @@ impl Shutdown {
             use tokio::signal::unix::{SignalKind, signal};
             Shutdown {
                 terminate: signal(SignalKind::terminate()).ok(),
+                hangup: signal(SignalKind::hangup()).ok(),
             }
         }
         #[cfg(not(unix))]
@@ -31,10 +35,11 @@ impl Shutdown {
     /// Resolves with the signal's name.
     pub async fn wait(&mut self) -> String {
         #[cfg(unix)]
-        if let Some(terminate) = self.terminate.as_mut() {
+        if let (Some(terminate), Some(hangup)) = (self.terminate.as_mut(), self.hangup.as_mut()) {
             return tokio::select! {
                 _ = tokio::signal::ctrl_c() => "Ctrl-C".into(),
                 _ = terminate.recv() => "SIGTERM".into(),
+                _ = hangup.recv() => "SIGHUP (the terminal closed)".into(),
             };
         }
         let _ = tokio::signal::ctrl_c().await;
@@ -42,11 +47,16 @@ impl Shutdown {
     }
 }
 
-pub async fn run(
-    mut runner: Runner,
-    launch_tui: Option<(&str, &Path)>,
-    mut shutdown: Shutdown,
-) -> ExitCode {
+/// How to open the Codex TUI next to the runner.
+pub struct Tui<'a> {
+    pub codex_bin: &'a str,
+    pub cwd: &'a Path,
+    /// The app-server's environment (its CODEX_HOME), so both read the same config.
+    pub env: Vec<(String, String)>,
+}
+
+pub async fn run(mut runner: Runner, tui: Option<Tui<'_>>, mut shutdown: Shutdown) -> ExitCode {
+    let chat_thread = runner.chat_codex_thread_id();
     let codex = runner.codex();
     eprintln!(
         "Linzumi runner {} is connected to Kandan (instance {}).",
@@ -57,8 +67,8 @@ pub async fn run(
     if let Some(log) = runner.log_file() {
         eprintln!("Event log: {}", log.display());
     }
-    let mut tui = match launch_tui {
-        Some((codex_bin, cwd)) => match open_tui(codex_bin, &codex.url, cwd) {
+    let mut tui = match tui {
+        Some(tui) => match open_tui(&tui, &codex.url, chat_thread.as_deref()) {
             Ok(child) => Some(child),
             Err(error) => {
                 eprintln!("Could not open the Codex TUI: {error}");
@@ -119,12 +129,18 @@ fn report(event: &RunnerEvent) {
     }
 }
 
-/// `codex --remote <url> -C <cwd>`: the TUI on the runner's own app-server, in this
-/// terminal.
-fn open_tui(codex_bin: &str, url: &str, cwd: &Path) -> std::io::Result<Child> {
-    Command::new(codex_bin)
+/// The Codex TUI on the runner's own app-server, in this terminal: on the chat's Codex
+/// thread when a chat session is bound (`codex resume <thread> --remote <url>`), so
+/// what is typed there is mirrored into the Kandan thread.
+fn open_tui(tui: &Tui<'_>, url: &str, thread: Option<&str>) -> std::io::Result<Child> {
+    let mut command = Command::new(tui.codex_bin);
+    if let Some(thread) = thread {
+        command.args(["resume", thread]);
+    }
+    command
         .args(["--remote", url, "-C"])
-        .arg(cwd)
+        .arg(tui.cwd)
+        .envs(tui.env.iter().map(|(key, value)| (key, value)))
         .kill_on_drop(true)
         .spawn()
 }

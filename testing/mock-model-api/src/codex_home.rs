@@ -141,6 +141,10 @@ pub fn config_toml(base_url: &str, options: &CodexHomeOptions) -> String {
     line(String::new());
     line("[tui]".into());
     line("screen_reader_detection_done = true".into());
+    line(String::new());
+    // The TUI otherwise opens on a "try the new model" notice before its prompt.
+    line("[notice.model_migrations]".into());
+    line(format!("{} = \"gpt-6-sol\"", toml_string(MODEL)));
     for project in &options.trusted_projects {
         let project = project.canonicalize().unwrap_or_else(|_| project.clone());
         line(String::new());
