@@ -391,3 +391,67 @@ async fn codex_killed_mid_turn_fails_the_message_and_the_next_one_works() {
     );
     runner.stop().await;
 }
+
+#[tokio::test]
+async fn session_settings_apply_from_the_next_turn() {
+    let (harness, mut runner, thread) = session("settings").await;
+    let first = harness.say(&thread, "tester", "before").await;
+    harness.state_of(first, "processed").await;
+    let reply = harness
+        .control_reply(json!({"type": "update_session_settings", "threadId": "t",
+            "model": "gpt-6-sol", "reasoningEffort": "low"}))
+        .await;
+    assert_eq!(reply.payload["ok"], true, "{:?}", reply.payload);
+    let refused = harness
+        .control_reply(json!({"type": "update_session_settings", "threadId": "t",
+            "sandbox": "yolo"}))
+        .await;
+    assert_eq!(refused.payload["ok"], false);
+    let second = harness.say(&thread, "tester", "after").await;
+    harness.state_of(second, "processed").await;
+    let models: Vec<String> = harness
+        .model
+        .requests()
+        .iter()
+        .map(|request| request.body["model"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(models.first().map(String::as_str), Some("gpt-5.5"));
+    assert_eq!(
+        models.last().map(String::as_str),
+        Some("gpt-6-sol"),
+        "{models:?}"
+    );
+    runner.stop().await;
+}
+
+#[tokio::test]
+async fn a_lost_codex_thread_is_replaced_and_the_chat_carries_on() {
+    let (harness, mut runner, thread) = session("lost-thread").await;
+    let first = harness.say(&thread, "tester", "remember this").await;
+    harness.state_of(first, "processed").await;
+    // Codex dies and its saved sessions are gone: the thread cannot be resumed.
+    let pid = runner.codex().pid.unwrap();
+    std::fs::remove_dir_all(harness.home.path().join("sessions")).unwrap();
+    linzumi_engine::process_tree::signal(
+        &linzumi_engine::process_tree::tree(pid),
+        linzumi_engine::process_tree::Signal::Kill,
+    );
+    let next = harness.say(&thread, "tester", "still working?").await;
+    harness.state_of(next, "processed").await;
+    assert_eq!(
+        assistant_text(&harness, &thread, next),
+        "You said: still working?"
+    );
+    let log = harness.log_lines();
+    let threads: Vec<&str> = log
+        .iter()
+        .filter(|line| line["event"] == "session.codex_thread")
+        .filter_map(|line| line["codex_thread_id"].as_str())
+        .collect();
+    assert_eq!(
+        threads.len(),
+        1,
+        "a new Codex thread was started: {threads:?}"
+    );
+    runner.stop().await;
+}
