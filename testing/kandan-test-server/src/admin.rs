@@ -21,6 +21,7 @@ use crate::tokens::TokenScope;
 pub(crate) fn routes() -> Router<Arc<ServerCore>> {
     Router::new()
         .route("/drop-connections", post(drop_connections))
+        .route("/drop-tunnels", post(drop_tunnels))
         .route("/restart", post(restart))
         .route("/topics/{topic}/push", post(push))
         .route("/topics/{topic}/broadcast", post(broadcast))
@@ -30,8 +31,14 @@ pub(crate) fn routes() -> Router<Arc<ServerCore>> {
         .merge(chat_admin::routes())
 }
 
+/// Sockets and forward tunnels; `dropped` counts both.
 async fn drop_connections(State(core): State<Arc<ServerCore>>) -> Json<Value> {
-    let dropped = core.registry.disconnect_all().await;
+    let dropped = core.disconnect_all().await;
+    Json(json!({ "dropped": dropped }))
+}
+
+async fn drop_tunnels(State(core): State<Arc<ServerCore>>) -> Json<Value> {
+    let dropped = core.tunnels.disconnect_all().await;
     Json(json!({ "dropped": dropped }))
 }
 

@@ -10,6 +10,10 @@
 //! ([`KandanTestServer::post_user_message`]) and await what the runner wrote
 //! ([`KandanTestServer::wait_for_thread`]). `GET /demo` shows a channel as a live chat page.
 //!
+//! Port previews (protocol §6.4): runners open a forward tunnel, and requests to
+//! [`KandanTestServer::preview_url`] (`p<port>-<runnerId>.preview.localhost`) or
+//! [`KandanTestServer::preview_path_url`] are streamed through it, WebSockets included.
+//!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use kandan_test_server::{KandanTestServer, ServerConfig};
@@ -20,6 +24,7 @@
 //! ```
 
 mod admin;
+mod bearer;
 mod channels;
 mod chat_admin;
 mod chat_sessions;
@@ -33,8 +38,12 @@ mod frame;
 mod html;
 mod listener;
 mod oauth;
+mod preview;
+mod preview_http;
+mod preview_websocket;
 mod recorder;
 mod registry;
+mod runner_owners;
 mod runner_session;
 mod runner_topic;
 mod server;
@@ -42,6 +51,11 @@ mod socket;
 mod sync;
 mod timestamp;
 mod tokens;
+mod tunnel;
+mod tunnel_codec;
+mod tunnel_connection;
+mod tunnel_endpoint;
+mod tunnels;
 mod users;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -71,6 +85,10 @@ pub struct ServerConfig {
     pub heartbeat_idle_timeout: Duration,
     /// Serve the live chat page `GET /demo` for this channel; `None`: `/demo` answers 404.
     pub demo: Option<DemoConfig>,
+    /// How often the server `PING`s each forward tunnel (protocol §6.4: 15 s).
+    pub tunnel_ping_interval: Duration,
+    /// A forward tunnel that sends nothing for this long is dropped (protocol §6.4: 45 s).
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// The channel the demo page shows, and who its reply box and buttons post as.
@@ -92,6 +110,8 @@ impl Default for ServerConfig {
             auto_approve_oauth: true,
             heartbeat_idle_timeout: Duration::from_secs(60),
             demo: None,
+            tunnel_ping_interval: Duration::from_secs(15),
+            tunnel_idle_timeout: Duration::from_secs(45),
         }
     }
 }
@@ -194,15 +214,16 @@ impl KandanTestServer {
         self.core.recorder.clear_events();
     }
 
-    /// Abruptly closes every socket (no close frame); returns once they are closed.
+    /// Abruptly closes every socket and forward tunnel (no close frame); returns once they are
+    /// closed.
     pub async fn drop_connections(&self) {
-        let dropped = self.core.registry.disconnect_all().await;
+        let dropped = self.core.disconnect_all().await;
         tracing::info!(dropped, "dropped connections");
     }
 
-    /// Stops listening and drops every socket, waits `downtime`, then listens on the same port
-    /// again. Channel state is lost (runners must re-join and re-bind); tokens, recorded events,
-    /// the chat and the runners' chat bindings are kept.
+    /// Stops listening and drops every socket and tunnel, waits `downtime`, then listens on the
+    /// same port again. Channel state is lost (runners must re-join and re-bind); tokens,
+    /// recorded events, the chat, the runners' chat bindings and runner ownership are kept.
     pub async fn restart(&self, downtime: Duration) {
         self.core.restart(downtime).await;
     }
@@ -300,6 +321,40 @@ impl KandanTestServer {
         let mut typing = self.core.chat.typing(&ChannelKey::new(workspace, channel));
         typing.retain(|entry| entry.thread_id == thread_id);
         typing.into_iter().map(|entry| entry.runner_id).collect()
+    }
+
+    /// `http://p<port>-<runnerId>.preview.localhost:<server port>/`: the port's preview origin.
+    /// Browsers resolve `*.localhost` to loopback themselves; Rust clients need
+    /// `reqwest::ClientBuilder::resolve(host, server.addr())`.
+    pub fn preview_url(&self, runner_id: &str, port: u16) -> String {
+        preview::preview_url(self.core.addr.port(), runner_id, port)
+    }
+
+    /// `http://127.0.0.1:<server port>/preview/<runnerId>/<port>/`: the same preview by path.
+    pub fn preview_path_url(&self, runner_id: &str, port: u16) -> String {
+        format!("{}/preview/{runner_id}/{port}/", self.http_url())
+    }
+
+    /// Waits until `runner_id` has a live forward tunnel (checked now and on every tunnel
+    /// change, never by polling).
+    pub async fn wait_for_tunnel(&self, runner_id: &str, timeout: Duration) -> anyhow::Result<()> {
+        self.core.tunnels.wait_connected(runner_id, timeout).await
+    }
+
+    pub fn tunnel_connected(&self, runner_id: &str) -> bool {
+        self.core.tunnels.is_connected(runner_id)
+    }
+
+    /// How many times `runner_id` has opened a forward tunnel (accepted upgrades).
+    pub fn tunnel_connections(&self, runner_id: &str) -> usize {
+        self.core.tunnels.connections(runner_id)
+    }
+
+    /// Abruptly closes every forward tunnel at the TCP level; their open streams fail. Returns
+    /// once the sockets are closed.
+    pub async fn drop_tunnels(&self) {
+        let dropped = self.core.tunnels.disconnect_all().await;
+        tracing::info!(dropped, "dropped forward tunnels");
     }
 
     pub async fn shutdown(self) {

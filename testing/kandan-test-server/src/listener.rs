@@ -78,6 +78,9 @@ async fn accept_loop(listener: TcpListener, router: Router, mut stopped: watch::
             () = stop_requested(&mut stopped) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
+                    // As Phoenix's Cowboy does: small frames (tunnel HEAD, END, WINDOW) must
+                    // not wait for the peer's delayed ACK.
+                    let _ = stream.set_nodelay(true);
                     connections.spawn(serve_http(stream, router.clone(), stop_signal.clone()));
                 }
                 Err(err) => {

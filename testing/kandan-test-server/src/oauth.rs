@@ -5,8 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{FromRequestParts, Query, State};
-use axum::http::request::Parts;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,10 +17,11 @@ use serde_json::{Value, json};
 use url::Url;
 
 use crate::TestUser;
+use crate::bearer::Bearer;
 use crate::consent_page;
 use crate::server::ServerCore;
 use crate::sync::lock;
-use crate::tokens::{Grant, TOKEN_TTL, TokenScope};
+use crate::tokens::{TOKEN_TTL, TokenScope};
 
 const AUTHORIZE_PATH: &str = "/api/v2/local-codex-runner/oauth/authorize";
 /// Channel of the personal workspace that onboarding (`onboarding=start`) lands in.
@@ -242,39 +242,6 @@ async fn validate(Bearer(grant): Bearer, Query(query): Query<ScopeQuery>) -> Res
 async fn start_target(Bearer(grant): Bearer) -> Json<Value> {
     let scope = grant.scope.unwrap_or_else(|| personal_scope(&grant.user));
     Json(json!({ "workspace_slug": scope.workspace, "channel_slug": scope.channel }))
-}
-
-/// Extracts the grant of the request's `Authorization: Bearer` token; rejects with 401.
-struct Bearer(Grant);
-
-impl FromRequestParts<Arc<ServerCore>> for Bearer {
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        core: &Arc<ServerCore>,
-    ) -> Result<Bearer, Response> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim());
-        let result = match token {
-            Some(token) => core.tokens.verify(token).map_err(|err| err.to_string()),
-            None => Err("missing bearer token".to_owned()),
-        };
-        result.map(Bearer).map_err(|problem| {
-            let body = json!({ "ok": false, "error": problem });
-            (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer")],
-                Json(body),
-            )
-                .into_response()
-        })
-    }
 }
 
 fn bad_request(message: String) -> Response {

@@ -25,7 +25,12 @@ impl TopicHandler for RunnerTopic {
             let reason = format!("invalid runner join payload: {}", problems.join(", "));
             return Err(json!({ "reason": reason }));
         }
-        tracing::debug!(%runner_id, owner = %ctx.socket.user.slug, "runner joined");
+        // The first user to join owns the runner id (only they may open its forward tunnel);
+        // joins by others are not refused.
+        if let Err(owner) = ctx.core.runner_owners.claim(runner_id, ctx.socket.user.id) {
+            tracing::debug!(%runner_id, owner, "runner id joined by a user who does not own it");
+        }
+        tracing::debug!(%runner_id, user = %ctx.socket.user.slug, "runner joined");
         Ok(json!({ "runner_id": runner_id }))
     }
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::{Router, middleware};
 
 use crate::chat_sessions::ChatSessions;
 use crate::chat_store::{Actor, ChannelKey, ChatError, ChatMessage, NewMessage};
@@ -14,19 +14,27 @@ use crate::listener::{self, RunningListener};
 use crate::oauth::AuthorizationCodes;
 use crate::recorder::Recorder;
 use crate::registry::Registry;
+use crate::runner_owners::RunnerOwners;
 use crate::tokens::TokenStore;
+use crate::tunnels::Tunnels;
 use crate::users::Users;
-use crate::{DemoConfig, ServerConfig, admin, demo_page, oauth, socket};
+use crate::{DemoConfig, ServerConfig, admin, demo_page, oauth, preview, socket, tunnel_endpoint};
 
 pub(crate) struct ServerCore {
     pub(crate) auto_approve_oauth: bool,
     pub(crate) heartbeat_idle_timeout: Duration,
+    pub(crate) tunnel_ping_interval: Duration,
+    pub(crate) tunnel_idle_timeout: Duration,
     pub(crate) users: Users,
     pub(crate) tokens: TokenStore,
     pub(crate) oauth_codes: AuthorizationCodes,
     pub(crate) faults: Faults,
     pub(crate) recorder: Recorder,
     pub(crate) registry: Registry,
+    /// The runners' live forward tunnels.
+    pub(crate) tunnels: Tunnels,
+    /// Who owns each runner id: server data, so it outlives sockets and restarts.
+    pub(crate) runner_owners: RunnerOwners,
     /// The chat and the runners' bindings: server data, so they outlive sockets and restarts.
     pub(crate) chat: ChatSessions,
     pub(crate) demo: Option<DemoConfig>,
@@ -42,12 +50,16 @@ impl ServerCore {
         let core = Arc::new(ServerCore {
             auto_approve_oauth: config.auto_approve_oauth,
             heartbeat_idle_timeout: config.heartbeat_idle_timeout,
+            tunnel_ping_interval: config.tunnel_ping_interval,
+            tunnel_idle_timeout: config.tunnel_idle_timeout,
             users: Users::new(config.users),
             tokens: TokenStore::default(),
             oauth_codes: AuthorizationCodes::default(),
             faults: Faults::default(),
             recorder: Recorder::default(),
             registry: Registry::default(),
+            tunnels: Tunnels::default(),
+            runner_owners: RunnerOwners::default(),
             chat: ChatSessions::default(),
             demo: config.demo,
             addr: tcp.local_addr()?,
@@ -83,17 +95,33 @@ impl ServerCore {
         self.chat.post(&self.registry, key, new)
     }
 
-    /// Stops accepting, drops every socket (and with them all channel state), waits
-    /// `downtime`, then listens on the same address again. Tokens, recorded events, the chat
-    /// and the runners' chat bindings survive, as a real server's database would.
+    /// Drops every socket and forward tunnel; returns how many there were.
+    pub(crate) async fn disconnect_all(&self) -> usize {
+        let (sockets, tunnels) = tokio::join!(
+            self.registry.disconnect_all(),
+            self.tunnels.disconnect_all()
+        );
+        sockets + tunnels
+    }
+
+    /// Stops the listener. Tunnels are dropped at the same time: their streams feed the HTTP
+    /// responses the listener waits for. Whatever connected meanwhile is dropped after.
+    async fn stop_listening(&self, running: RunningListener) {
+        tokio::join!(running.stop(), self.tunnels.disconnect_all());
+        self.disconnect_all().await;
+    }
+
+    /// Stops accepting, drops every socket and tunnel (and with them all channel state), waits
+    /// `downtime`, then listens on the same address again. Tokens, recorded events, the chat,
+    /// the runners' chat bindings and runner ownership survive, as a real server's database
+    /// would.
     pub(crate) async fn restart(self: &Arc<Self>, downtime: Duration) {
         let mut slot = self.listener.lock().await;
         let Some(running) = slot.take() else {
             tracing::warn!("restart requested after shutdown; ignoring");
             return;
         };
-        running.stop().await;
-        self.registry.disconnect_all().await;
+        self.stop_listening(running).await;
         tokio::time::sleep(downtime).await;
         match listener::bind(self.addr).await {
             Ok(tcp) => *slot = Some(listener::spawn(tcp, router(Arc::clone(self)))),
@@ -104,10 +132,13 @@ impl ServerCore {
     }
 
     pub(crate) async fn shutdown(&self) {
-        if let Some(running) = self.listener.lock().await.take() {
-            running.stop().await;
+        let running = self.listener.lock().await.take();
+        match running {
+            Some(running) => self.stop_listening(running).await,
+            None => {
+                self.disconnect_all().await;
+            }
         }
-        self.registry.disconnect_all().await;
     }
 
     /// Best-effort synchronous stop, for `Drop`.
@@ -118,6 +149,7 @@ impl ServerCore {
             running.abort();
         }
         self.registry.kill_all();
+        self.tunnels.kill_all();
     }
 }
 
@@ -125,7 +157,11 @@ fn router(core: Arc<ServerCore>) -> Router {
     Router::new()
         .merge(socket::routes())
         .merge(oauth::routes())
+        .merge(tunnel_endpoint::routes())
+        .merge(preview::routes())
         .merge(demo_page::routes())
         .nest("/__admin", admin::routes())
-        .with_state(core)
+        .with_state(Arc::clone(&core))
+        // Last, so it wraps every route and the fallback: preview hosts never reach them.
+        .layer(middleware::from_fn_with_state(core, preview::dispatch))
 }
