@@ -6,37 +6,71 @@
 //! links, via `sysinfo`) *before* any signal is sent, because once a parent dies its
 //! children are re-parented and the link is lost.
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::ffi::{OsStr, OsString};
 
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+
+/// The OS process table, reduced to what trees need: parent links and names. Threads
+/// are left out: on Linux `sysinfo` lists them as processes whose parent is their
+/// process, and they share its sockets, so they would pass for listening children.
+pub struct ProcessTable {
+    children: HashMap<u32, Vec<u32>>,
+    names: HashMap<u32, OsString>,
+}
+
+impl ProcessTable {
+    /// Reads the table; `None` on a platform without one.
+    pub fn read() -> Option<ProcessTable> {
+        let mut system = System::new().ok()?;
+        system.refresh_processes_specifics(
+            ProcessesToUpdate::All,
+            true,
+            ProcessRefreshKind::nothing(),
+        );
+        let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+        let mut names = HashMap::new();
+        for (pid, process) in system.processes() {
+            if process.thread_kind().is_some() {
+                continue;
+            }
+            names.insert(pid.as_u32(), process.name().to_owned());
+            if let Some(parent) = process.parent() {
+                children
+                    .entry(parent.as_u32())
+                    .or_default()
+                    .push(pid.as_u32());
+            }
+        }
+        Some(ProcessTable { children, names })
+    }
+
+    /// `root` and every process descending from it, root first (breadth-first).
+    pub fn tree(&self, root: u32) -> Vec<u32> {
+        self.walk(root, |_| true)
+    }
+
+    /// `root` and the descendants reachable through processes for which `follow` holds.
+    pub fn walk(&self, root: u32, follow: impl Fn(&OsStr) -> bool) -> Vec<u32> {
+        let mut seen = HashSet::from([root]);
+        let mut order = vec![root];
+        let mut queue = VecDeque::from([root]);
+        while let Some(pid) = queue.pop_front() {
+            for &child in self.children.get(&pid).into_iter().flatten() {
+                let name = self.names.get(&child).map(OsString::as_os_str);
+                if name.is_some_and(&follow) && seen.insert(child) {
+                    order.push(child);
+                    queue.push_back(child);
+                }
+            }
+        }
+        order
+    }
+}
 
 /// `root` and every process descending from it, root first (breadth-first).
 pub fn tree(root: u32) -> Vec<u32> {
     // Without a process table (unsupported platform) the root is all we know of.
-    let Ok(mut system) = System::new() else {
-        return vec![root];
-    };
-    system.refresh_processes_specifics(ProcessesToUpdate::All, true, ProcessRefreshKind::nothing());
-    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
-    for (pid, process) in system.processes() {
-        if let Some(parent) = process.parent() {
-            children
-                .entry(parent.as_u32())
-                .or_default()
-                .push(pid.as_u32());
-        }
-    }
-    let mut seen = HashSet::from([root]);
-    let mut order = vec![root];
-    let mut queue = VecDeque::from([root]);
-    while let Some(pid) = queue.pop_front() {
-        for &child in children.get(&pid).into_iter().flatten() {
-            if seen.insert(child) {
-                order.push(child);
-                queue.push_back(child);
-            }
-        }
-    }
-    order
+    ProcessTable::read().map_or_else(|| vec![root], |table| table.tree(root))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,5 +163,26 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(found.iter().all(|&pid| !alive(pid)), "{found:?}");
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn threads_are_not_children() {
+        let (release, parked) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || parked.recv());
+        let me = std::process::id();
+        let tasks: Vec<u32> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|&task| task != me)
+            .collect();
+        assert!(!tasks.is_empty(), "this test runs with a second thread");
+        let found = tree(me);
+        assert!(
+            tasks.iter().all(|task| !found.contains(task)),
+            "{found:?} has threads {tasks:?}"
+        );
+        drop(release);
+        let _ = thread.join();
     }
 }
