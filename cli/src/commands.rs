@@ -6,7 +6,6 @@ use linzumi_engine::auth::{self, AuthScope};
 use linzumi_engine::codex::{AppServerSource, AppServerSpec};
 use linzumi_engine::dependencies::{self, ToolState};
 use linzumi_engine::kandan_url::KandanUrl;
-use linzumi_engine::phoenix::ClientConfig;
 use linzumi_engine::runner::allowed_cwd::AllowedRoot;
 use linzumi_engine::runner::event_log;
 use linzumi_engine::runner::{Runner, RunnerOptions};
@@ -251,7 +250,7 @@ async fn run(
         AppServerSource::Attach(_) => Vec::new(),
     };
     let mut options = RunnerOptions::new(
-        ClientConfig::new(&kandan, token),
+        &kandan,
         token.to_owned(),
         runner_id,
         cwd.to_owned(),

@@ -85,6 +85,17 @@ impl KandanUrl {
         url
     }
 
+    /// The forward tunnel's WebSocket (protocol §6.4), on the HTTP origin's host.
+    pub fn forward_tunnel_url(&self, runner_id: &str) -> Url {
+        let mut url = self.with_scheme(true);
+        url.set_path("/api/v2/local-codex-runner/forward-tunnel");
+        url.set_fragment(None);
+        url.query_pairs_mut()
+            .clear()
+            .append_pair("runner_id", runner_id);
+        url
+    }
+
     pub fn host(&self) -> Option<&str> {
         self.base.host_str()
     }
@@ -175,6 +186,15 @@ mod tests {
                 .http_endpoint("/api/v2/local-codex-runner/oauth/token")
                 .as_str(),
             "https://serve.kandanai.com/api/v2/local-codex-runner/oauth/token"
+        );
+    }
+
+    #[test]
+    fn forward_tunnel_url_is_on_the_origin() {
+        let kandan = KandanUrl::parse("https://serve.kandanai.com/app?x=1").unwrap();
+        assert_eq!(
+            kandan.forward_tunnel_url("runner-1").as_str(),
+            "wss://serve.kandanai.com/api/v2/local-codex-runner/forward-tunnel?runner_id=runner-1"
         );
     }
 

@@ -3,9 +3,11 @@
 pub mod auth;
 pub mod codex;
 pub mod dependencies;
+pub mod forwarding;
 pub mod http;
 pub mod kandan_url;
 pub mod phoenix;
+pub mod ports;
 pub mod process_tree;
 pub mod protocol;
 pub mod runner;

@@ -13,6 +13,9 @@ use crate::codex::protocol::{
     methods,
 };
 use crate::codex::{CodexClient, CodexError, RuntimeOptions};
+use crate::forwarding::control_http;
+use crate::forwarding::local_http::LocalHttp;
+use crate::forwarding::websocket_relay::{Emit, WebSocketRelays};
 use crate::protocol::controls::{
     Decision, InterruptTurn, KandanControl, ReadThread, ResolveCodexApprovalRequest, StartInstance,
     StartTurn, SteerTurn,
@@ -31,6 +34,8 @@ pub enum ControlOutcome {
     /// End the app-server and its children now (the supervisor starts a fresh one),
     /// then push this reply.
     KillInstance { reply: Value },
+    /// Handled; whatever follows is pushed by the work the control started.
+    Done,
 }
 
 /// The shared pieces a control may touch; cheap to clone into a task.
@@ -41,9 +46,11 @@ pub struct ControlEnv {
     pub state: Arc<Mutex<RunnerState>>,
     pub turns: Arc<Mutex<ActiveTurns>>,
     pub approvals: Arc<Mutex<PendingApprovals>>,
-    /// The answer to Codex approval requests (sent by the runner loop, which owns the
-    /// client of the moment).
     pub runtime: RuntimeOptions,
+    pub local: LocalHttp,
+    pub relays: WebSocketRelays,
+    /// Events the relays push to Kandan later.
+    pub emit: Emit,
 }
 
 impl ControlEnv {
@@ -61,6 +68,13 @@ impl ControlEnv {
             event: CODEX_ERROR,
             payload: json!({"instanceId": self.instance_id, "controlType": control, "message": message}),
         }
+    }
+
+    fn allowed_ports(&self) -> std::collections::BTreeSet<u16> {
+        self.state
+            .lock()
+            .map(|state| state.forward_ports.clone())
+            .unwrap_or_default()
     }
 
     fn codex(&self) -> Result<&CodexClient, String> {
@@ -99,11 +113,26 @@ pub async fn handle(env: ControlEnv, control: KandanControl) -> ControlOutcome {
         | KandanControl::ResolvePortForwardRequest(_) => {
             return env.response(kind, json!({"ok": false, "error": "thread_not_bound"}));
         }
-        KandanControl::ForwardHttpRequest(_)
-        | KandanControl::ForwardWebsocketOpen(_)
-        | KandanControl::ForwardWebsocketSend(_)
-        | KandanControl::ForwardWebsocketClose(_)
-        | KandanControl::StartLocalEditor(_) => {
+        KandanControl::ForwardHttpRequest(request) => {
+            let payload = control_http::forward(&env.local, &env.allowed_ports(), request).await;
+            return ControlOutcome::Reply {
+                event: control_http::RESPONSE_EVENT,
+                payload,
+            };
+        }
+        KandanControl::ForwardWebsocketOpen(open) => {
+            env.relays.open(&env.emit, &env.allowed_ports(), open);
+            return ControlOutcome::Done;
+        }
+        KandanControl::ForwardWebsocketSend(send) => {
+            env.relays.send(&env.emit, send);
+            return ControlOutcome::Done;
+        }
+        KandanControl::ForwardWebsocketClose(close) => {
+            env.relays.close(close);
+            return ControlOutcome::Done;
+        }
+        KandanControl::StartLocalEditor(_) => {
             return env.error(kind, format!("{kind} is not supported by this runner"));
         }
     };
@@ -301,11 +330,16 @@ mod tests {
                 cwd: "/".into(),
                 allowed_roots: vec![],
                 forward_ports: BTreeSet::new(),
+                managed_ports: BTreeSet::new(),
                 tool_status: None,
+                app_server_pid: None,
             })),
             turns: Arc::default(),
             approvals: Arc::default(),
             runtime: RuntimeOptions::default(),
+            local: LocalHttp::default(),
+            relays: WebSocketRelays::default(),
+            emit: Arc::new(|_, _| {}),
         }
     }
 

@@ -28,6 +28,10 @@ use crate::codex::protocol::{Notification, ServerRequest};
 use crate::codex::{
     AppServerSource, ClientInfo, CodexEvent, CodexSupervisor, RuntimeOptions, SupervisorEvent,
 };
+use crate::forwarding::local_http::LocalHttp;
+use crate::forwarding::tunnel::{ForwardTunnel, TunnelConfig};
+use crate::forwarding::websocket_relay::WebSocketRelays;
+use crate::kandan_url::KandanUrl;
 use crate::phoenix::{
     Backoff, ChannelMessage, ClientConfig, ConnectError, JoinError, Lifecycle, PhoenixClient,
 };
@@ -52,6 +56,8 @@ const CODEX_START_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct RunnerOptions {
     /// The Kandan socket (URL with token, timings, TLS).
     pub kandan: ClientConfig,
+    /// The streaming forward tunnel; `None` leaves forwarding to the runner topic.
+    pub tunnel: Option<TunnelConfig>,
     /// The access token, so that the event log can mask it wherever it appears.
     pub token: String,
     pub runner_id: String,
@@ -71,14 +77,17 @@ pub struct RunnerOptions {
 impl RunnerOptions {
     /// Options with the defaults for everything a person does not usually choose.
     pub fn new(
-        kandan: ClientConfig,
+        kandan: &KandanUrl,
         token: String,
         runner_id: String,
         cwd: PathBuf,
         codex: AppServerSource,
     ) -> Self {
+        let tunnel = TunnelConfig::new(kandan.forward_tunnel_url(&runner_id), token.clone(), None);
+        let kandan = ClientConfig::new(kandan, &token);
         RunnerOptions {
             kandan,
+            tunnel: Some(tunnel),
             token,
             runner_id,
             cwd,
@@ -176,6 +185,18 @@ pub enum RunnerEvent {
         seq: i64,
         status: String,
     },
+    /// A dev server waits for the listen user's yes or no.
+    PortForwardRequested {
+        request_id: String,
+        port: u16,
+        command: String,
+        cwd: Option<String>,
+    },
+    PortForwardResolved {
+        request_id: String,
+        approved: bool,
+        by: String,
+    },
     Stopped,
 }
 
@@ -203,7 +224,9 @@ impl Runner {
                 .iter()
                 .copied()
                 .collect::<BTreeSet<_>>(),
+            managed_ports: BTreeSet::new(),
             tool_status: options.tool_status.clone(),
+            app_server_pid: None,
         }));
         let topic = runner_topic(&options.runner_id);
 
@@ -230,7 +253,12 @@ impl Runner {
             options.codex_restart.clone(),
         );
         let codex = match first_ready(&mut codex_events).await {
-            Ok(endpoint) => endpoint,
+            Ok(endpoint) => {
+                if let Ok(mut state) = state.lock() {
+                    state.app_server_pid = endpoint.pid;
+                }
+                endpoint
+            }
             Err(message) => {
                 supervisor.shutdown().await;
                 kandan.close().await;
@@ -238,6 +266,17 @@ impl Runner {
             }
         };
 
+        let local = LocalHttp::default();
+        let tunnel = options.tunnel.clone().and_then(|mut config| {
+            config.tls = config.tls.or_else(|| options.kandan.tls.clone());
+            let ports = state.clone();
+            start_tunnel(config, local.clone(), move || {
+                ports
+                    .lock()
+                    .map(|state| state.forward_ports.clone())
+                    .unwrap_or_default()
+            })
+        });
         let instance_id = format!("codex-{}", uuid::Uuid::new_v4());
         let runner_id = options.runner_id.clone();
         let (events, _) = broadcast::channel(64);
@@ -258,6 +297,7 @@ impl Runner {
                     codex: supervisor.client_watch(),
                     events: events.clone(),
                     log: log.clone(),
+                    state: state.clone(),
                 };
                 match ChannelSession::attach(context).await {
                     Ok(session) => Some(session),
@@ -270,7 +310,12 @@ impl Runner {
             }
             None => None,
         };
+        let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
         let loop_state = Loop {
+            local,
+            relays: WebSocketRelays::default(),
+            _tunnel: tunnel,
+            outcomes: outcomes_tx,
             instance_id: instance_id.clone(),
             options,
             outbox,
@@ -284,7 +329,7 @@ impl Runner {
             events: events.clone(),
             session: session.clone(),
         };
-        tokio::spawn(loop_state.run(joined.messages, codex_events, lifecycle, stop_rx));
+        tokio::spawn(loop_state.run(joined.messages, codex_events, lifecycle, outcomes, stop_rx));
         Ok(Runner {
             instance_id,
             runner_id,
@@ -324,6 +369,18 @@ impl Runner {
     /// The Codex thread the chat session drives, if one is bound.
     pub fn chat_codex_thread_id(&self) -> Option<String> {
         self.session.as_ref()?.codex_thread_id()
+    }
+
+    /// Answers a port-forward prompt from this computer; the first answer wins.
+    pub async fn resolve_port_forward(
+        &self,
+        request_id: &str,
+        approve: bool,
+    ) -> Result<(), String> {
+        match &self.session {
+            Some(session) => session.resolve_port_forward(request_id, approve).await,
+            None => Err("no chat session is bound".into()),
+        }
     }
 
     /// Answers a Codex approval request from this computer; the first answer wins.
@@ -377,6 +434,12 @@ async fn first_ready(
 }
 
 struct Loop {
+    local: LocalHttp,
+    relays: WebSocketRelays,
+    /// Kept for its lifetime: dropping it closes the tunnel.
+    _tunnel: Option<ForwardTunnel>,
+    /// Results of controls (and forwarding events) to push, in the order they come.
+    outcomes: mpsc::UnboundedSender<ControlOutcome>,
     instance_id: String,
     options: RunnerOptions,
     outbox: Outbox,
@@ -398,14 +461,14 @@ impl Loop {
         mut controls: mpsc::UnboundedReceiver<ChannelMessage>,
         mut codex: mpsc::UnboundedReceiver<SupervisorEvent>,
         mut lifecycle: broadcast::Receiver<Lifecycle>,
+        mut outcomes: mpsc::UnboundedReceiver<ControlOutcome>,
         mut stop: oneshot::Receiver<oneshot::Sender<()>>,
     ) {
-        let (outcomes_tx, mut outcomes) = mpsc::unbounded_channel::<ControlOutcome>();
         let mut heartbeat = tokio::time::interval(self.options.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let done = loop {
             tokio::select! {
-                Some(message) = controls.recv() => self.on_kandan_message(message, &outcomes_tx),
+                Some(message) = controls.recv() => self.on_kandan_message(message),
                 Some(event) = codex.recv() => self.on_codex(event),
                 Some(outcome) = outcomes.recv() => self.on_outcome(outcome),
                 event = lifecycle.recv() => self.on_lifecycle(event),
@@ -419,11 +482,7 @@ impl Loop {
         }
     }
 
-    fn on_kandan_message(
-        &mut self,
-        message: ChannelMessage,
-        outcomes: &mpsc::UnboundedSender<ControlOutcome>,
-    ) {
+    fn on_kandan_message(&mut self, message: ChannelMessage) {
         if message.event == CHAT_MESSAGE_EVENT {
             if let Some(session) = &self.session {
                 match serde_json::from_value::<ChatEvent>(message.payload) {
@@ -475,8 +534,16 @@ impl Loop {
             turns: self.turns.clone(),
             approvals: self.approvals.clone(),
             runtime: self.options.runtime.clone(),
+            local: self.local.clone(),
+            relays: self.relays.clone(),
+            emit: {
+                let outcomes = self.outcomes.clone();
+                Arc::new(move |event, payload| {
+                    let _ = outcomes.send(ControlOutcome::Reply { event, payload });
+                })
+            },
         };
-        let outcomes = outcomes.clone();
+        let outcomes = self.outcomes.clone();
         let session = self.session.clone();
         tokio::spawn(async move {
             // The chat session answers the controls it owns; the runner the rest.
@@ -504,6 +571,7 @@ impl Loop {
                 self.supervisor.restart();
                 self.outbox.send(controls::CODEX_RESPONSE, reply);
             }
+            ControlOutcome::Done => {}
         }
     }
 
@@ -546,6 +614,9 @@ impl Loop {
             }
             SupervisorEvent::Ready { url, pid, restart } => {
                 info!(%url, restart, "Codex ready");
+                if let Ok(mut state) = self.state.lock() {
+                    state.app_server_pid = pid;
+                }
                 if let Ok(mut current) = self.codex.lock() {
                     *current = CodexEndpoint {
                         url: url.clone(),
@@ -694,6 +765,8 @@ impl Loop {
         if let Some(session) = &self.session {
             session.stop().await;
         }
+        self.relays.close_all();
+        self._tunnel = None;
         let pending = self
             .approvals
             .lock()
@@ -710,6 +783,24 @@ impl Loop {
         self.outbox.client().close().await;
         let _ = self.events.send(RunnerEvent::Stopped);
     }
+}
+
+/// Starts the forward tunnel, trusting the same roots as the Kandan socket.
+fn start_tunnel(
+    mut config: TunnelConfig,
+    local: LocalHttp,
+    ports: impl Fn() -> BTreeSet<u16> + Send + Sync + 'static,
+) -> Option<ForwardTunnel> {
+    if config.url.scheme() == "wss" && config.tls.is_none() {
+        match crate::tls::client_config_from_env() {
+            Ok(tls) => config.tls = Some(tls),
+            Err(error) => {
+                warn!(%error, "no TLS trust for the forward tunnel; previews go over the runner topic only");
+                return None;
+            }
+        }
+    }
+    Some(ForwardTunnel::start(config, Arc::new(ports), local))
 }
 
 /// The ids found in a notification's params (seed `extractCodexIds`).

@@ -13,8 +13,13 @@ pub struct RunnerState {
     pub allowed_roots: Vec<AllowedRoot>,
     /// Ports Kandan may forward to: `--forward-port`, approved dev servers, the editor.
     pub forward_ports: BTreeSet<u16>,
+    /// Ports the runner itself opened (the editor): forwarded without a prompt and never
+    /// offered as dev servers.
+    pub managed_ports: BTreeSet<u16>,
     /// Dependency status (codex, editor runtime) for `toolStatus`.
     pub tool_status: Option<Value>,
+    /// The Codex app-server the runner started, whose own sockets are not dev servers.
+    pub app_server_pid: Option<u32>,
 }
 
 impl RunnerState {
@@ -65,7 +70,9 @@ mod tests {
                 canonical: "/w".into(),
             }],
             forward_ports: [5173, 3000].into_iter().collect(),
+            managed_ports: BTreeSet::new(),
             tool_status: Some(json!({"codex": {"status": "ready"}})),
+            app_server_pid: None,
         };
         assert_eq!(
             state.capabilities(),
@@ -85,7 +92,9 @@ mod tests {
             cwd: "/w".into(),
             allowed_roots: vec![],
             forward_ports: BTreeSet::new(),
+            managed_ports: BTreeSet::new(),
             tool_status: None,
+            app_server_pid: None,
         };
         let capabilities = state.capabilities();
         assert_eq!(capabilities["startInstance"], false);

@@ -2,13 +2,15 @@
 //! API), in a throwaway project folder: what every end-to-end test starts from.
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod dev_server;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use kandan_test_server::{KandanTestServer, RecordedEvent, ServerConfig};
 use linzumi_engine::codex::{AppServerSource, AppServerSpec};
 use linzumi_engine::kandan_url::KandanUrl;
-use linzumi_engine::phoenix::{Backoff, ClientConfig};
+use linzumi_engine::phoenix::Backoff;
 use linzumi_engine::runner::allowed_cwd;
 use linzumi_engine::runner::{Runner, RunnerOptions};
 use linzumi_engine::session::{ListenUser, SessionOptions};
@@ -98,20 +100,20 @@ impl Harness {
     }
 
     pub fn options(&self) -> RunnerOptions {
-        let mut kandan = ClientConfig::new(
-            &KandanUrl::parse(&self.kandan.ws_url()).unwrap(),
-            &self.token,
-        );
-        kandan.reconnect =
-            Backoff::new(vec![Duration::from_millis(20)], Duration::from_millis(100));
-        kandan.rejoin = Backoff::new(vec![Duration::from_millis(50)], Duration::from_millis(100));
         let mut options = RunnerOptions::new(
-            kandan,
+            &KandanUrl::parse(&self.kandan.ws_url()).unwrap(),
             self.token.clone(),
             RUNNER_ID.into(),
             self.project.dir.clone(),
             self.codex_source(),
         );
+        let fast = Backoff::new(vec![Duration::from_millis(20)], Duration::from_millis(100));
+        options.kandan.reconnect = fast.clone();
+        options.kandan.rejoin =
+            Backoff::new(vec![Duration::from_millis(50)], Duration::from_millis(100));
+        if let Some(tunnel) = &mut options.tunnel {
+            tunnel.reconnect = fast;
+        }
         options.allowed_roots =
             allowed_cwd::configured_roots(&[self.project.dir.display().to_string()]).unwrap();
         options.log_file = Some(self.log_file.clone());

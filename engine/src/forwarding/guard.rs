@@ -1,0 +1,302 @@
+//! The rules every forwarded request passes (protocol §6.3): the runner, never Kandan,
+//! decides where a request goes. The target is always `127.0.0.1:<port>` with the port
+//! in `allowedPorts` right now; the path must be origin-form; hop-by-hop headers are
+//! dropped; Host and Origin are made to agree with the local target.
+use std::collections::BTreeSet;
+
+/// Request and response bodies on the control path are at most this large: in base64
+/// they stay inside the 8 MiB Phoenix frame limit. Larger ones go through the tunnel.
+pub const MAX_CONTROL_BODY: usize = 4 * 1024 * 1024;
+/// A request may carry at most this many headers.
+pub const MAX_HEADERS: usize = 100;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("port_not_allowed: port {0} is not open for forwarding on this runner")]
+    PortNotAllowed(u16),
+    #[error("path_not_origin_form: {0:?} must start with one '/' and name no host")]
+    PathNotOriginForm(String),
+    #[error("body_too_large: {size} bytes is over the {limit}-byte limit")]
+    BodyTooLarge { size: usize, limit: usize },
+    #[error("bad_request: {0}")]
+    BadRequest(String),
+}
+
+impl Refused {
+    /// The code part of the message (`port_not_allowed`, …), for tunnel RESET frames.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refused::PortNotAllowed(_) => "port_not_allowed",
+            Refused::PathNotOriginForm(_) => "path_not_origin_form",
+            Refused::BodyTooLarge { .. } => "body_too_large",
+            Refused::BadRequest(_) => "bad_open",
+        }
+    }
+}
+
+/// A request the runner has agreed to send to a local server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalTarget {
+    pub port: u16,
+    /// Origin-form path plus query: `/a/b?c=d`.
+    pub path_and_query: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl LocalTarget {
+    pub fn authority(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// Checks and rewrites a request for `port` (`query` without its `?`).
+pub fn admit(
+    allowed: &BTreeSet<u16>,
+    port: u16,
+    path: &str,
+    query: Option<&str>,
+    headers: Vec<(String, String)>,
+) -> Result<LocalTarget, Refused> {
+    if !allowed.contains(&port) {
+        return Err(Refused::PortNotAllowed(port));
+    }
+    check_origin_form(path)?;
+    if headers.len() > MAX_HEADERS {
+        return Err(Refused::BadRequest(format!(
+            "{} headers is over the limit of {MAX_HEADERS}",
+            headers.len()
+        )));
+    }
+    let mut path_and_query = path.to_owned();
+    if let Some(query) = query.filter(|query| !query.is_empty()) {
+        if query.contains(['#', ' ']) {
+            return Err(Refused::BadRequest("the query has a space or '#'".into()));
+        }
+        path_and_query.push('?');
+        path_and_query.push_str(query);
+    }
+    Ok(LocalTarget {
+        port,
+        path_and_query,
+        headers: local_headers(port, headers),
+    })
+}
+
+fn check_origin_form(path: &str) -> Result<(), Refused> {
+    let refused = || Refused::PathNotOriginForm(path.chars().take(200).collect());
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(refused());
+    };
+    // `//host/x` is a network-path reference; `\` is read as `/` by some servers.
+    if rest.starts_with('/') || rest.starts_with('\\') {
+        return Err(refused());
+    }
+    if path
+        .chars()
+        .any(|c| c.is_control() || c == ' ' || c == '#' || c == '?')
+    {
+        return Err(refused());
+    }
+    Ok(())
+}
+
+/// Headers that describe one connection, not the request (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Whether a header must not cross a proxy (also used for responses).
+pub fn is_hop_by_hop(name: &str, named_by_connection: &[String]) -> bool {
+    let name = name.to_ascii_lowercase();
+    HOP_BY_HOP.contains(&name.as_str()) || named_by_connection.contains(&name)
+}
+
+/// The header names a `Connection` header lists (they are hop-by-hop too).
+pub fn connection_tokens(headers: &[(String, String)]) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, value)| value.split(','))
+        .map(|token| token.trim().to_ascii_lowercase())
+        .filter(|token| !token.is_empty())
+        .collect()
+}
+
+fn local_headers(port: u16, headers: Vec<(String, String)>) -> Vec<(String, String)> {
+    let listed = connection_tokens(&headers);
+    let mut kept: Vec<(String, String)> = headers
+        .into_iter()
+        .filter(|(name, _)| !is_hop_by_hop(name, &listed))
+        .filter(|(name, _)| !name.eq_ignore_ascii_case("host"))
+        .filter(|(name, value)| valid_header(name, value))
+        .map(|(name, value)| {
+            if name.eq_ignore_ascii_case("origin") {
+                (name, format!("http://127.0.0.1:{port}"))
+            } else {
+                (name, value)
+            }
+        })
+        .collect();
+    kept.push(("host".into(), format!("127.0.0.1:{port}")));
+    kept
+}
+
+fn valid_header(name: &str, value: &str) -> bool {
+    http::HeaderName::from_bytes(name.as_bytes()).is_ok()
+        && http::HeaderValue::from_str(value).is_ok()
+}
+
+/// Parses the `headers` field of a control: an object of name → value (or list of
+/// values) or a list of `[name, value]` pairs.
+pub fn header_pairs(value: Option<&serde_json::Value>) -> Result<Vec<(String, String)>, Refused> {
+    use serde_json::Value;
+    let bad = || Refused::BadRequest("headers must be an object or a list of [name, value]".into());
+    match value {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Object(map)) => {
+            let mut pairs = Vec::new();
+            for (name, value) in map {
+                match value {
+                    Value::String(text) => pairs.push((name.clone(), text.clone())),
+                    Value::Array(values) => {
+                        for value in values {
+                            pairs.push((name.clone(), value.as_str().ok_or_else(bad)?.to_owned()));
+                        }
+                    }
+                    _ => return Err(bad()),
+                }
+            }
+            Ok(pairs)
+        }
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| match item.as_array().map(Vec::as_slice) {
+                Some([Value::String(name), Value::String(value)]) => {
+                    Ok((name.clone(), value.clone()))
+                }
+                _ => Err(bad()),
+            })
+            .collect(),
+        Some(_) => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn allowed() -> BTreeSet<u16> {
+        [3000].into_iter().collect()
+    }
+
+    fn header<'a>(target: &'a LocalTarget, name: &str) -> Option<&'a str> {
+        target
+            .headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    #[test]
+    fn only_allowed_ports() {
+        assert_eq!(
+            admit(&allowed(), 22, "/", None, vec![]),
+            Err(Refused::PortNotAllowed(22))
+        );
+        assert!(admit(&allowed(), 3000, "/", None, vec![]).is_ok());
+    }
+
+    #[test]
+    fn paths_must_be_origin_form() {
+        for bad in [
+            "http://evil.example/",
+            "//evil.example/x",
+            "/\\evil.example",
+            "",
+            "evil.example/x",
+            "/a b",
+            "/a#frag",
+            "/a?smuggled",
+            "/a\r\nHost: evil",
+        ] {
+            assert!(
+                matches!(
+                    admit(&allowed(), 3000, bad, None, vec![]),
+                    Err(Refused::PathNotOriginForm(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        let target = admit(&allowed(), 3000, "/assets/app.js", Some("v=1&x=2"), vec![]).unwrap();
+        assert_eq!(target.path_and_query, "/assets/app.js?v=1&x=2");
+        assert_eq!(target.authority(), "127.0.0.1:3000");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped_and_host_and_origin_agree() {
+        let headers = vec![
+            ("Host".into(), "p3000-r.preview.kandan.example".into()),
+            (
+                "Origin".into(),
+                "https://p3000-r.preview.kandan.example".into(),
+            ),
+            ("Connection".into(), "keep-alive, X-Secret-Hop".into()),
+            ("X-Secret-Hop".into(), "1".into()),
+            ("Transfer-Encoding".into(), "chunked".into()),
+            ("Proxy-Authorization".into(), "Basic abc".into()),
+            ("Accept".into(), "text/html".into()),
+            ("Bad\nName".into(), "x".into()),
+        ];
+        let target = admit(&allowed(), 3000, "/", None, headers).unwrap();
+        assert_eq!(header(&target, "host"), Some("127.0.0.1:3000"));
+        assert_eq!(header(&target, "origin"), Some("http://127.0.0.1:3000"));
+        assert_eq!(header(&target, "accept"), Some("text/html"));
+        for gone in [
+            "connection",
+            "x-secret-hop",
+            "transfer-encoding",
+            "proxy-authorization",
+        ] {
+            assert_eq!(header(&target, gone), None, "{gone}");
+        }
+        assert_eq!(target.headers.len(), 3);
+    }
+
+    #[test]
+    fn header_fields_in_both_shapes() {
+        assert_eq!(
+            header_pairs(Some(&json!({"a": "1", "b": ["2", "3"]}))).unwrap(),
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "2".into()),
+                ("b".into(), "3".into())
+            ]
+        );
+        assert_eq!(
+            header_pairs(Some(&json!([["a", "1"]]))).unwrap(),
+            vec![("a".into(), "1".into())]
+        );
+        assert!(header_pairs(Some(&json!({"a": 1}))).is_err());
+        assert!(header_pairs(Some(&json!([["a"]]))).is_err());
+    }
+
+    #[test]
+    fn too_many_headers_are_refused() {
+        let headers = (0..=MAX_HEADERS)
+            .map(|n| (format!("x-{n}"), "v".into()))
+            .collect();
+        assert!(matches!(
+            admit(&allowed(), 3000, "/", None, headers),
+            Err(Refused::BadRequest(_))
+        ));
+    }
+}

@@ -1,0 +1,10 @@
+//! Forwarding Kandan's requests to local dev servers (protocol §6): the [`guard`] every
+//! request passes, the local HTTP client ([`local_http`]) and WebSockets ([`local_ws`]),
+//! the one-request control path ([`control_http`], [`websocket_relay`]), and the
+//! streaming [`tunnel`].
+pub mod control_http;
+pub mod guard;
+pub mod local_http;
+pub mod local_ws;
+pub mod tunnel;
+pub mod websocket_relay;
