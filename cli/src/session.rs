@@ -123,6 +123,22 @@ fn report(event: &RunnerEvent) {
             "Approval {request_id} {} by {by}.",
             if *approved { "granted" } else { "denied" }
         ),
+        RunnerEvent::PortForwardRequested {
+            request_id,
+            port,
+            command,
+            ..
+        } => eprintln!(
+            "{command} is listening on port {port}; approve or deny the preview in Kandan ({request_id})."
+        ),
+        RunnerEvent::PortForwardResolved {
+            request_id,
+            approved,
+            by,
+        } => eprintln!(
+            "Port-forward {request_id} {} by {by}.",
+            if *approved { "approved" } else { "denied" }
+        ),
         RunnerEvent::ApprovalWithdrawn { .. }
         | RunnerEvent::TurnFinished { .. }
         | RunnerEvent::Stopped => {}

@@ -23,6 +23,7 @@ use super::codex_items;
 use super::intake::{self, ChatEvent, Intake, IntakeContext, ListenUser};
 use super::message_queue::{MessageQueue, QueuedMessage};
 use super::message_state::{self, MessageState, ProcessingReason};
+use super::port_prompts::{self, PortPrompts};
 use super::transcript::{RowKey, RowView, Transcript, Write};
 use super::turn_state::{StartOutcome, TurnState};
 use crate::codex::jsonrpc::{RpcError, codes};
@@ -32,10 +33,13 @@ use crate::codex::protocol::{
 };
 use crate::codex::{CodexClient, CodexError, RuntimeOptions};
 use crate::phoenix::PushError;
+use crate::ports::watcher::{self, PortWatcher};
+use crate::ports::{PortCandidate, Review, listen_table};
 use crate::protocol::controls::{Decision, KandanControl};
 use crate::runner::controls::{CODEX_RESPONSE, ControlOutcome};
 use crate::runner::event_log::EventLog;
 use crate::runner::outbox::Outbox;
+use crate::runner::state::RunnerState;
 use crate::runner::{ApprovalActor, RunnerEvent};
 
 /// How often deltas are written to Kandan, unless `--stream-flush-ms` says otherwise.
@@ -56,6 +60,8 @@ pub struct SessionOptions {
     pub listen_user: ListenUser,
     pub stream_flush: Duration,
     pub typing_interval: Duration,
+    /// Offer dev servers Codex starts (seed: on for chat sessions).
+    pub watch_ports: bool,
 }
 
 impl SessionOptions {
@@ -67,6 +73,7 @@ impl SessionOptions {
             listen_user,
             stream_flush: STREAM_FLUSH,
             typing_interval: TYPING_INTERVAL,
+            watch_ports: true,
         }
     }
 }
@@ -82,6 +89,8 @@ pub struct SessionContext {
     pub codex: watch::Receiver<Option<CodexClient>>,
     pub events: broadcast::Sender<RunnerEvent>,
     pub log: Arc<EventLog>,
+    /// What the runner offers; approved dev servers join its forwarding ports.
+    pub state: Arc<std::sync::Mutex<RunnerState>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +130,22 @@ pub enum Input {
         actor: ApprovalActor,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    ResolvePortForward {
+        request_id: String,
+        approve: bool,
+        actor: ApprovalActor,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     Stop(oneshot::Sender<()>),
+    PortPromptPosted {
+        request_id: String,
+        result: Result<i64, PushError>,
+    },
+    /// Codex had not yet made the turn it announced active; ask again.
+    RetryInterrupt {
+        turn_id: String,
+        attempt: u32,
+    },
     Posted {
         key: RowKey,
         result: Result<i64, PushError>,
@@ -205,8 +229,30 @@ impl ChannelSession {
                 "thread_id": thread_id, "root_seq": root_seq, "cursor_seq": cursor_seq,
                 "codex_thread_id": codex_thread}),
         );
+        let (port_watcher, offers) = if context.options.watch_ports {
+            let state = context.state.clone();
+            let (watcher, offers) = PortWatcher::start(
+                std::process::id(),
+                Arc::new(move || {
+                    let pid = state.lock().ok().and_then(|state| state.app_server_pid);
+                    pid.into_iter().collect()
+                }),
+                listen_table::system(),
+                watcher::SCAN_INTERVAL,
+                watcher::DEBOUNCE,
+            );
+            (Some(watcher), Some(offers))
+        } else {
+            (None, None)
+        };
+        let mut port_prompts = PortPrompts::default();
+        if let Ok(state) = context.state.lock() {
+            port_prompts.decisions.explicit = state.forward_ports.clone();
+        }
         let driver = Driver {
             inputs: inputs.clone(),
+            port_prompts,
+            _port_watcher: port_watcher,
             listen_user_id,
             thread_id,
             root_seq: root_seq.unwrap_or(cursor_seq),
@@ -230,7 +276,7 @@ impl ChannelSession {
             closed: false,
             context,
         };
-        tokio::spawn(driver.run(receiver));
+        tokio::spawn(driver.run(receiver, offers));
         Ok(ChannelSession {
             inputs,
             codex_thread: shared_thread,
@@ -264,6 +310,24 @@ impl ChannelSession {
             .unwrap_or_else(|_| Err("the chat session has stopped".into()))
     }
 
+    /// Answers a port-forward prompt from this computer; the first answer wins.
+    pub async fn resolve_port_forward(
+        &self,
+        request_id: &str,
+        approve: bool,
+    ) -> Result<(), String> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Input::ResolvePortForward {
+            request_id: request_id.to_owned(),
+            approve,
+            actor: ApprovalActor::LocalOwner,
+            reply,
+        });
+        answer
+            .await
+            .unwrap_or_else(|_| Err("the chat session has stopped".into()))
+    }
+
     pub async fn stop(&self) {
         let (reply, done) = oneshot::channel();
         self.send(Input::Stop(reply));
@@ -280,6 +344,9 @@ struct Completing {
 struct Driver {
     context: SessionContext,
     inputs: mpsc::UnboundedSender<Input>,
+    port_prompts: PortPrompts,
+    /// Kept for its lifetime: dropping it stops the scans.
+    _port_watcher: Option<PortWatcher>,
     listen_user_id: Option<i64>,
     thread_id: Option<String>,
     root_seq: i64,
@@ -309,7 +376,11 @@ struct Driver {
 }
 
 impl Driver {
-    async fn run(mut self, mut inputs: mpsc::UnboundedReceiver<Input>) {
+    async fn run(
+        mut self,
+        mut inputs: mpsc::UnboundedReceiver<Input>,
+        mut offers: Option<mpsc::UnboundedReceiver<PortCandidate>>,
+    ) {
         let mut typing = tokio::time::interval(self.context.options.typing_interval);
         typing.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !self.closed {
@@ -319,6 +390,7 @@ impl Driver {
                     Some(input) => self.on_input(input),
                     None => self.stop(),
                 },
+                Some(offer) = next_offer(&mut offers) => self.on_port_offer(offer),
                 () = sleep_until(flush_at) => self.flush(),
                 _ = typing.tick(), if self.working() => self.push_typing(true),
             }
@@ -344,11 +416,28 @@ impl Driver {
             } => {
                 let _ = reply.send(self.resolve(&request_id, None, approve, &actor));
             }
+            Input::ResolvePortForward {
+                request_id,
+                approve,
+                actor,
+                reply,
+            } => {
+                let _ = reply.send(self.resolve_port_forward(&request_id, approve, &actor));
+            }
             Input::Stop(done) => {
                 self.stop();
                 let _ = done.send(());
             }
             Input::Posted { key, result } => self.on_posted(&key, result),
+            Input::PortPromptPosted { request_id, result } => {
+                self.on_port_prompt_posted(&request_id, result);
+            }
+            Input::RetryInterrupt { turn_id, attempt } => {
+                if matches!(&self.turn, TurnState::Active { turn_id: active, .. } if *active == turn_id)
+                {
+                    self.send_interrupt_attempt(turn_id, attempt);
+                }
+            }
             Input::TurnStart { seq, result } => self.on_turn_start(seq, result),
             Input::ThreadReady { result } => self.on_thread_ready(result),
             Input::Rebound { result } => match result {
@@ -426,9 +515,8 @@ impl Driver {
             ChatCommand::Deny(id) => self.resolve(&id, None, false, &actor),
             ChatCommand::Interrupt => self.interrupt_active(),
             ChatCommand::Steer(text) => self.steer(text),
-            ChatCommand::ApprovePortForward(id) | ChatCommand::DenyPortForward(id) => {
-                Err(format!("no port-forward request {id} is waiting"))
-            }
+            ChatCommand::ApprovePortForward(id) => self.resolve_port_forward(&id, true, &actor),
+            ChatCommand::DenyPortForward(id) => self.resolve_port_forward(&id, false, &actor),
         }
     }
 
@@ -503,6 +591,14 @@ impl Driver {
                     warn!(%error, "the Codex thread was lost; starting a new one");
                     self.queue.requeue_front(message);
                     self.restart_codex_thread(None);
+                    return;
+                }
+                if let (CodexError::Closed { .. }, Some(message)) = (&error, &message) {
+                    // The app-server went away before it took the turn: the message waits
+                    // for the next one (the supervisor is starting it) instead of failing.
+                    warn!(%error, "Codex went away before starting the turn; it will be retried");
+                    self.queue.requeue_front(message.clone());
+                    self.publish_state(seq, message, &MessageState::Queued);
                     return;
                 }
                 if let Some(message) = message {
@@ -809,11 +905,17 @@ impl Driver {
             self.transcript.finish_turn(&turn_id);
         }
         if let Some(active) = self.active.take() {
-            self.publish_state(
-                active.seq,
-                &active,
-                &MessageState::Failed(format!("{message}; the message was not completed")),
-            );
+            if matches!(self.turn, TurnState::Starting { .. }) {
+                // Codex never took the turn: run it on the next app-server.
+                self.publish_state(active.seq, &active, &MessageState::Queued);
+                self.queue.requeue_front(active);
+            } else {
+                self.publish_state(
+                    active.seq,
+                    &active,
+                    &MessageState::Failed(format!("{message}; the message was not completed")),
+                );
+            }
         }
         self.turn = TurnState::Idle;
         self.completing = None;
@@ -961,11 +1063,26 @@ impl Driver {
                     Err(error) => reply(kind, json!({"ok": false, "error": error.to_string()})),
                 }
             }
-            KandanControl::ResolvePortForwardRequest(control) => reply(
-                kind,
-                json!({"ok": false, "requestId": control.request_id,
-                    "error": "port_forward_request_not_found"}),
-            ),
+            KandanControl::ResolvePortForwardRequest(control) => {
+                // The seed requires Kandan to say who answered.
+                let actor = ApprovalActor::Kandan {
+                    slug: control.actor_slug.clone(),
+                    user_id: control.actor_user_id,
+                };
+                let approve = control.decision == Decision::Approve;
+                let outcome = if control.actor_slug.is_none() && control.actor_user_id.is_none() {
+                    Err("sender_not_allowed".to_owned())
+                } else {
+                    self.resolve_port_forward(&control.request_id, approve, &actor)
+                };
+                match outcome {
+                    Ok(()) => reply(kind, json!({"ok": true, "requestId": control.request_id})),
+                    Err(error) => reply(
+                        kind,
+                        json!({"ok": false, "requestId": control.request_id, "error": error}),
+                    ),
+                }
+            }
             _ => None,
         }
     }
@@ -990,16 +1107,37 @@ impl Driver {
     }
 
     fn send_interrupt(&self, turn_id: String) {
+        self.send_interrupt_attempt(turn_id, 0);
+    }
+
+    /// Codex answers turn/start before the turn can be interrupted, and refuses an
+    /// interrupt in between ("no active turn"): such a refusal is retried while the turn is
+    /// still ours, every 100 ms for up to 5 s.
+    fn send_interrupt_attempt(&self, turn_id: String, attempt: u32) {
+        const RETRY: Duration = Duration::from_millis(100);
+        const ATTEMPTS: u32 = 50;
         let (Some(codex), Some(thread_id)) = (self.codex(), self.codex_thread.clone()) else {
             return;
         };
+        let inputs = self.inputs.clone();
         tokio::spawn(async move {
-            let params = TurnInterruptParams { thread_id, turn_id };
-            if let Err(error) = codex
+            let params = TurnInterruptParams {
+                thread_id,
+                turn_id: turn_id.clone(),
+            };
+            match codex
                 .call::<_, Value>(methods::TURN_INTERRUPT, &params)
                 .await
             {
-                warn!(%error, "turn/interrupt failed");
+                Ok(_) => {}
+                Err(CodexError::Rpc { error, .. })
+                    if error.message.contains("no active turn") && attempt < ATTEMPTS =>
+                {
+                    tokio::time::sleep(RETRY).await;
+                    let attempt = attempt + 1;
+                    let _ = inputs.send(Input::RetryInterrupt { turn_id, attempt });
+                }
+                Err(error) => warn!(%error, "turn/interrupt failed"),
             }
         });
     }
@@ -1022,6 +1160,205 @@ impl Driver {
             }
         });
         Ok(())
+    }
+
+    // ---- dev servers --------------------------------------------------------------------
+
+    fn on_port_offer(&mut self, candidate: PortCandidate) {
+        let managed = self
+            .context
+            .state
+            .lock()
+            .map(|state| state.managed_ports.clone())
+            .unwrap_or_default();
+        match self.port_prompts.decisions.review(&candidate, &managed) {
+            Review::Skip => {}
+            Review::RememberApprovedTarget => self.port_prompts.approve(&candidate),
+            Review::RevokeAndPrompt { revoked } => {
+                self.revoke_port(&revoked);
+                self.ask_port(candidate);
+            }
+            Review::Prompt => self.ask_port(candidate),
+        }
+    }
+
+    fn revoke_port(&mut self, revoked: &PortCandidate) {
+        self.port_prompts.revoke(revoked.port);
+        let capabilities = self.change_ports(|ports| {
+            ports.remove(&revoked.port);
+        });
+        let mut payload = port_prompts::listener_fields(revoked);
+        payload.insert("instanceId".into(), json!(self.context.instance_id));
+        payload.insert("reason".into(), json!("listener_changed"));
+        let mut capabilities = capabilities;
+        capabilities["revokedPorts"] = json!([revoked.port]);
+        payload.insert("capabilities".into(), capabilities);
+        self.context.log.log(
+            "port_forward.approved_port_revoked",
+            json!({"port": revoked.port, "pid": revoked.pid, "reason": "listener_changed"}),
+        );
+        self.context
+            .outbox
+            .send("forward_port_revoked", Value::Object(payload));
+    }
+
+    fn ask_port(&mut self, candidate: PortCandidate) {
+        let request_id = format!("port-forward-{}", uuid::Uuid::new_v4());
+        self.port_prompts.ask(request_id.clone(), candidate.clone());
+        let options = &self.context.options;
+        let payload = json!({"source": "linzumi_runner", "runner_id": self.context.runner_id,
+            "instance_id": self.context.instance_id, "codex_thread_id": self.codex_thread,
+            "reply_to_seq": self.root_seq,
+            "structured": port_prompts::prompt_structured(&candidate, &request_id)});
+        let request = json!({"workspace": options.workspace, "channel": options.channel,
+            "thread_id": self.thread_id, "body": port_prompts::prompt_body(&candidate, &request_id),
+            "payload": payload, "client_id": format!("{}:{request_id}", self.context.instance_id)});
+        let outbox = self.context.outbox.clone();
+        let inputs = self.inputs.clone();
+        tokio::spawn(async move {
+            let result = outbox
+                .request("session:post_thread_message", request)
+                .await
+                .and_then(|reply| {
+                    reply
+                        .get("seq")
+                        .and_then(Value::as_i64)
+                        .ok_or(PushError::Rejected {
+                            topic: outbox.topic().to_owned(),
+                            event: "session:post_thread_message".into(),
+                            response: json!({"reason": "the reply has no seq"}),
+                        })
+                });
+            let _ = inputs.send(Input::PortPromptPosted { request_id, result });
+        });
+    }
+
+    fn on_port_prompt_posted(&mut self, request_id: &str, result: Result<i64, PushError>) {
+        let seq = match result {
+            Ok(seq) => seq,
+            Err(error) => {
+                warn!(%error, "could not post the port-forward prompt");
+                // Forget it, so the next scan asks again.
+                self.port_prompts.take(request_id);
+                return;
+            }
+        };
+        let Some(pending) = self.port_prompts.posted(request_id, seq).cloned() else {
+            return;
+        };
+        let candidate = &pending.candidate;
+        let mut requested = port_prompts::listener_fields(candidate);
+        requested.insert("instanceId".into(), json!(self.context.instance_id));
+        requested.insert("requestId".into(), json!(request_id));
+        self.context
+            .outbox
+            .send("forward_port_requested", Value::Object(requested));
+        let (slug, user_id) = match &self.context.options.listen_user {
+            ListenUser::All => (None, None),
+            ListenUser::User { slug, user_id } => {
+                (Some(slug.clone()), user_id.or(self.listen_user_id))
+            }
+        };
+        let approval = port_prompts::approval(candidate, request_id, slug, user_id);
+        self.publish_state_fields(seq, None, &MessageState::AwaitingApproval(approval));
+        self.context.log.log(
+            "port_forward.request_pending",
+            json!({"request_id": request_id, "port": candidate.port, "pid": candidate.pid}),
+        );
+        let _ = self.context.events.send(RunnerEvent::PortForwardRequested {
+            request_id: request_id.to_owned(),
+            port: candidate.port,
+            command: candidate.label(),
+            cwd: candidate.cwd.clone(),
+        });
+    }
+
+    /// Answers a port-forward prompt; the first answer wins.
+    fn resolve_port_forward(
+        &mut self,
+        request_id: &str,
+        approve: bool,
+        actor: &ApprovalActor,
+    ) -> Result<(), String> {
+        if let ApprovalActor::Kandan { slug, user_id } = actor
+            && !self
+                .context
+                .options
+                .listen_user
+                .allows(slug.as_deref(), *user_id)
+        {
+            return Err("sender_not_allowed".into());
+        }
+        let pending = self
+            .port_prompts
+            .take(request_id)
+            .ok_or_else(|| "port_forward_request_not_found".to_owned())?;
+        let candidate = pending.candidate.clone();
+        let _ = self.context.events.send(RunnerEvent::PortForwardResolved {
+            request_id: request_id.to_owned(),
+            approved: approve,
+            by: actor.describe(),
+        });
+        self.context.log.log(
+            if approve {
+                "port_forward.request_approved"
+            } else {
+                "port_forward.request_denied"
+            },
+            json!({"request_id": request_id, "port": candidate.port, "pid": candidate.pid,
+                "by": actor.describe()}),
+        );
+        if !approve {
+            self.port_prompts.deny(&candidate);
+            if let Some(seq) = pending.seq {
+                self.publish_state_fields(
+                    seq,
+                    None,
+                    &MessageState::Failed("port_forward_denied".into()),
+                );
+            }
+            return Ok(());
+        }
+        self.port_prompts.approve(&candidate);
+        let capabilities = self.change_ports(|ports| {
+            ports.insert(candidate.port);
+        });
+        let mut resolved = port_prompts::listener_fields(&candidate);
+        resolved.insert("instanceId".into(), json!(self.context.instance_id));
+        resolved.insert("requestId".into(), json!(request_id));
+        resolved.insert("decision".into(), json!("approve"));
+        resolved.insert("capabilities".into(), capabilities);
+        self.context
+            .outbox
+            .send("forward_port_resolved", Value::Object(resolved));
+        if let Some(seq) = pending.seq {
+            self.publish_state_fields(seq, None, &MessageState::Processed);
+        }
+        let path = port_prompts::preview_path(&self.context.runner_id, candidate.port);
+        let options = &self.context.options;
+        let payload = json!({"source": "linzumi_runner", "runner_id": self.context.runner_id,
+            "instance_id": self.context.instance_id, "codex_thread_id": self.codex_thread,
+            "reply_to_seq": self.root_seq,
+            "structured": port_prompts::ready_structured(&pending, &path)});
+        self.context.outbox.send(
+            "session:post_thread_message",
+            json!({"workspace": options.workspace, "channel": options.channel,
+                "thread_id": self.thread_id, "body": port_prompts::ready_body(candidate.port, &path),
+                "payload": payload,
+                "client_id": format!("{}:{request_id}:ready", self.context.instance_id)}),
+        );
+        Ok(())
+    }
+
+    /// Changes the forwarding ports; returns the capabilities after the change.
+    fn change_ports(&self, change: impl FnOnce(&mut std::collections::BTreeSet<u16>)) -> Value {
+        match self.context.state.lock() {
+            Ok(mut state) => {
+                change(&mut state.forward_ports);
+                state.capabilities()
+            }
+            Err(_) => Value::Null,
+        }
     }
 
     // ---- writing to Kandan --------------------------------------------------------------
@@ -1208,6 +1545,15 @@ impl Driver {
 /// A stable id for a row's post, so Kandan can recognize a retried post.
 fn client_id(instance_id: &str, key: &RowKey) -> String {
     format!("{instance_id}:{}:{}:{:?}", key.turn_id, key.item, key.kind)
+}
+
+async fn next_offer(
+    offers: &mut Option<mpsc::UnboundedReceiver<PortCandidate>>,
+) -> Option<PortCandidate> {
+    match offers {
+        Some(offers) => offers.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {

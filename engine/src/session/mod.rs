@@ -6,6 +6,7 @@
 //! - [`message_queue`]: accepted messages waiting; [`turn_state`]: the running turn
 //! - [`transcript`] and [`codex_items`]: Codex's work as streaming rows
 //! - [`approvals`]: approval requests; [`message_state`]: what Kandan shows per message
+//! - [`port_prompts`]: asking the listen user about dev servers Codex starts
 pub mod approvals;
 pub mod bounded_map;
 pub mod chat_commands;
@@ -14,6 +15,7 @@ pub mod driver;
 pub mod intake;
 pub mod message_queue;
 pub mod message_state;
+pub mod port_prompts;
 pub mod transcript;
 pub mod turn_state;
 
