@@ -55,6 +55,7 @@ npm_install() {
   fi
 }
 npm_install tools
+npm_install testing/dev-server
 for dir in tests/conformance/*/ tests/browser/; do
   if [[ -f "$dir/package-lock.json" ]]; then npm_install "${dir%/}"; fi
 done
