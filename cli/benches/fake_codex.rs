@@ -2,6 +2,8 @@
 //! WebSocket: it answers the requests the runner makes and sends notifications as fast
 //! (or as evenly) as a benchmark asks. Real codex cannot produce 100,000 deltas on
 //! demand; this can, so the runner's own cost is what gets measured.
+#![allow(dead_code)] // each benchmark uses a different part
+
 use std::time::SystemTime;
 
 use futures_util::{SinkExt, StreamExt};

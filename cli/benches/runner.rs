@@ -14,19 +14,20 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod fake_codex;
+mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use fake_codex::FakeCodex;
-use kandan_test_server::{KandanTestServer, ServerConfig};
+use kandan_test_server::KandanTestServer;
 use mock_model_api::{CodexHome, CodexHomeOptions, MockModelApi};
 use serde_json::json;
-
-const WAIT: Duration = Duration::from_secs(120);
-const WORKSPACE: &str = "acme";
-const CHANNEL: &str = "codex";
+use support::{
+    CHANNEL, Linzumi, Scratch, WAIT, WORKSPACE, connect_args, cpu_seconds, kandan, percentile,
+    rss_kib, wait_event, with_fake_codex, with_session,
+};
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -43,138 +44,6 @@ fn main() {
 }
 
 // ---- helpers ----------------------------------------------------------------------------
-
-struct Linzumi {
-    child: Child,
-    _project: Scratch,
-}
-
-impl Linzumi {
-    fn spawn(args: &[String], env: &[(String, String)], project: Scratch) -> Linzumi {
-        let child = Command::new(env!("CARGO_BIN_EXE_linzumi"))
-            .args(args)
-            .arg("--cwd")
-            .arg(&project.0)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn linzumi");
-        Linzumi {
-            child,
-            _project: project,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn stop(mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
-    }
-}
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("linzumi-bench-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch");
-        Scratch(std::fs::canonicalize(dir).expect("canonical"))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Resident memory in KiB (VmRSS).
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// User plus system CPU time of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    // After the command: state(0) ppid … utime(11) stime(12), in clock ticks.
-    let ticks = |index: usize| {
-        fields
-            .get(index)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64;
-    (ticks(11) + ticks(12)) / per_second
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
-async fn kandan() -> (KandanTestServer, String) {
-    let server = KandanTestServer::start(ServerConfig::default())
-        .await
-        .expect("server");
-    let token = server.issue_token("tester", None);
-    (server, token)
-}
-
-fn connect_args(server: &KandanTestServer, token: &str, runner: &str) -> Vec<String> {
-    vec![
-        "connect".into(),
-        "--kandan-url".into(),
-        server.ws_url(),
-        "--token".into(),
-        token.into(),
-        "--runner-id".into(),
-        runner.into(),
-    ]
-}
-
-fn with_session(mut args: Vec<String>) -> Vec<String> {
-    args.extend([
-        "--workspace".into(),
-        WORKSPACE.into(),
-        "--channel".into(),
-        CHANNEL.into(),
-    ]);
-    args
-}
-
-fn with_fake_codex(mut args: Vec<String>, codex: &FakeCodex) -> Vec<String> {
-    args.extend(["--codex-url".into(), codex.url.clone()]);
-    args
-}
-
-async fn wait_event(server: &KandanTestServer, runner: &str, event: &str) {
-    let topic = format!("local_runner:{runner}");
-    let event = event.to_owned();
-    server
-        .wait_for_event(|e| e.topic == topic && e.event == event, WAIT)
-        .await
-        .expect("event");
-}
 
 /// Waits for the session's root row, then returns its thread.
 async fn bound_thread(server: &KandanTestServer) -> String {
@@ -244,6 +113,14 @@ async fn idle_memory() {
         println!(
             "idle memory of linzumi connect ({label}): {:.1} MiB resident  [target < 15 MiB]",
             rss as f64 / 1024.0
+        );
+        // Idle CPU: heartbeats, and with a session the dev-server watcher's scans.
+        let before = cpu_seconds(linzumi.pid());
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let idle = cpu_seconds(linzumi.pid()) - before;
+        println!(
+            "idle CPU of linzumi connect ({label}): {:.2}% of one core over 10 s",
+            idle * 10.0
         );
         linzumi.stop();
     }
