@@ -1,6 +1,7 @@
 //! The Linzumi runner engine: everything the runner does, with no GUI dependency, so
 //! that the headless `linzumi` CLI and the desktop app are thin fronts over it.
 pub mod auth;
+pub mod child_process;
 pub mod codex;
 pub mod dependencies;
 pub mod forwarding;

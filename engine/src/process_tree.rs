@@ -77,6 +77,9 @@ pub fn tree(root: u32) -> Vec<u32> {
 pub enum Signal {
     /// Ask to exit (SIGTERM; on Windows there is no polite signal, so this kills).
     Terminate,
+    /// Ctrl-C (SIGINT): servers such as code-server clean up only on this one. On
+    /// Windows this kills too.
+    Interrupt,
     Kill,
 }
 
@@ -87,18 +90,34 @@ pub fn signal(pids: &[u32], signal: Signal) {
     }
 }
 
+/// Sends `signal` to the process group `group` (unix): it reaches the members whose
+/// parent already died, whom the process table no longer links to the tree.
+#[cfg(unix)]
+pub fn signal_group(group: u32, signal: Signal) {
+    let Ok(raw) = i32::try_from(group) else {
+        return;
+    };
+    // ESRCH: the group is already empty.
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(raw), unix_signal(signal));
+}
+
+#[cfg(unix)]
+fn unix_signal(signal: Signal) -> nix::sys::signal::Signal {
+    use nix::sys::signal::Signal as Unix;
+    match signal {
+        Signal::Terminate => Unix::SIGTERM,
+        Signal::Interrupt => Unix::SIGINT,
+        Signal::Kill => Unix::SIGKILL,
+    }
+}
+
 #[cfg(unix)]
 fn send(pid: u32, signal: Signal) {
-    use nix::sys::signal::{Signal as Unix, kill};
     let Ok(raw) = i32::try_from(pid) else {
         return;
     };
-    let unix = match signal {
-        Signal::Terminate => Unix::SIGTERM,
-        Signal::Kill => Unix::SIGKILL,
-    };
     // ESRCH (already gone) is the expected outcome for some of them.
-    let _ = kill(nix::unistd::Pid::from_raw(raw), unix);
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), unix_signal(signal));
 }
 
 #[cfg(not(unix))]

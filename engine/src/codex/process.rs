@@ -7,18 +7,16 @@
 //! group, and ending it ends its whole process tree (see [`crate::process_tree`]): the
 //! npm `codex` is a Node wrapper around the native binary, and Codex starts commands in
 //! sessions of their own.
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::sync::oneshot;
 use tracing::debug;
 
-use crate::process_tree::{self, Signal};
+use crate::child_process::{ChildTree, OutputTail};
+use crate::process_tree::Signal;
 
 /// How long the app-server may take to start listening.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -49,12 +47,9 @@ pub enum SpawnError {
 }
 
 pub struct AppServerProcess {
-    child: Child,
+    process: ChildTree,
     url: String,
-    stderr_tail: Arc<Mutex<VecDeque<String>>>,
-    /// The root of the process tree to end; `None` once it has been ended. Kept apart
-    /// from `Child::id`, which forgets the pid once the process is reaped.
-    process_group: Option<u32>,
+    stderr_tail: OutputTail,
 }
 
 impl AppServerProcess {
@@ -67,70 +62,60 @@ impl AppServerProcess {
             .current_dir(&spec.cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        #[cfg(unix)]
-        command.process_group(0);
-        let mut child = command.spawn().map_err(|error| match error.kind() {
+            .stderr(Stdio::piped());
+        let mut process = ChildTree::spawn(command).map_err(|error| match error.kind() {
             std::io::ErrorKind::NotFound => {
                 SpawnError::NotFound(spec.codex_bin.display().to_string())
             }
             _ => SpawnError::Io(error),
         })?;
 
-        let process_group = child.id();
-        let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
+        let stderr_tail = OutputTail::new(STDERR_TAIL);
         let (ready_tx, ready_rx) = oneshot::channel();
-        if let Some(stderr) = child.stderr.take() {
-            tokio::spawn(read_stderr(stderr, stderr_tail.clone(), ready_tx));
-        }
-        if let Some(stdout) = child.stdout.take() {
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stdout).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    debug!(target: "codex_app_server", "{line}");
+        if let Some(stderr) = process.child_mut().stderr.take() {
+            let mut ready = Some(ready_tx);
+            stderr_tail.follow(stderr, move |line| {
+                debug!(target: "codex_app_server", "{line}");
+                if let Some(url) = listening_url(line)
+                    && let Some(ready) = ready.take()
+                {
+                    let _ = ready.send(url);
                 }
+            });
+        }
+        if let Some(stdout) = process.child_mut().stdout.take() {
+            OutputTail::new(1).follow(stdout, |line| {
+                debug!(target: "codex_app_server", "{line}");
             });
         }
 
         let started = tokio::select! {
             // The sender is dropped when stderr ends without the line: it is exiting.
             url = ready_rx => url.ok(),
-            _ = child.wait() => None,
+            _ = process.wait() => None,
             () = tokio::time::sleep(START_TIMEOUT) => {
-                let mut process = AppServerProcess {
-                    child,
-                    url: String::new(),
-                    stderr_tail,
-                    process_group,
-                };
-                process.terminate(Duration::from_secs(1)).await;
+                process.terminate(Signal::Terminate, Duration::from_secs(1)).await;
                 return Err(SpawnError::Timeout(START_TIMEOUT));
             }
         };
         let Some(url) = started else {
-            let status = match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
+            let status = match tokio::time::timeout(Duration::from_secs(5), process.wait()).await {
                 Ok(Ok(status)) => status.to_string(),
                 Ok(Err(error)) => error.to_string(),
                 Err(_) => "closed its output".to_owned(),
             };
-            let mut process = AppServerProcess {
-                child,
-                url: String::new(),
-                stderr_tail,
-                process_group,
-            };
             // Let the stderr reader store the last lines.
             tokio::time::sleep(Duration::from_millis(50)).await;
-            let tail = process.stderr_tail();
-            process.terminate(Duration::from_secs(1)).await;
+            let tail = stderr_tail.text();
+            process
+                .terminate(Signal::Terminate, Duration::from_secs(1))
+                .await;
             return Err(SpawnError::Exited { status, tail });
         };
         Ok(AppServerProcess {
-            child,
+            process,
             url,
             stderr_tail,
-            process_group,
         })
     }
 
@@ -140,65 +125,23 @@ impl AppServerProcess {
     }
 
     pub fn pid(&self) -> Option<u32> {
-        self.child.id()
+        self.process.pid()
     }
 
     /// Resolves when the process exits.
     pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
-        self.child.wait().await
+        self.process.wait().await
     }
 
     /// The last lines it wrote to stderr, for "why did it die" messages.
     pub fn stderr_tail(&self) -> String {
-        tail_text(&self.stderr_tail)
+        self.stderr_tail.text()
     }
 
     /// Ends the app-server and everything it started: SIGTERM to the whole process tree,
     /// then SIGKILL to whatever of it is left after `grace`.
     pub async fn terminate(&mut self, grace: Duration) {
-        let Some(root) = self.process_group else {
-            return;
-        };
-        let tree = process_tree::tree(root);
-        process_tree::signal(&tree, Signal::Terminate);
-        // If this is cancelled here, `Drop` still knows the root and kills the tree.
-        let _ = tokio::time::timeout(grace, self.child.wait()).await;
-        process_tree::signal(&tree, Signal::Kill);
-        self.process_group = None;
-        let _ = self.child.wait().await;
-    }
-}
-
-impl Drop for AppServerProcess {
-    /// A runner that is dropped without `terminate` (a panic, a cancelled task) must not
-    /// leave Codex or its commands behind.
-    fn drop(&mut self) {
-        if let Some(root) = self.process_group.take() {
-            process_tree::signal(&process_tree::tree(root), Signal::Kill);
-        }
-    }
-}
-
-async fn read_stderr(
-    stderr: tokio::process::ChildStderr,
-    tail: Arc<Mutex<VecDeque<String>>>,
-    ready: oneshot::Sender<String>,
-) {
-    let mut ready = Some(ready);
-    let mut lines = BufReader::new(stderr).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        debug!(target: "codex_app_server", "{line}");
-        if let Some(url) = listening_url(&line)
-            && let Some(ready) = ready.take()
-        {
-            let _ = ready.send(url);
-        }
-        if let Ok(mut tail) = tail.lock() {
-            if tail.len() == STDERR_TAIL {
-                tail.pop_front();
-            }
-            tail.push_back(line);
-        }
+        self.process.terminate(Signal::Terminate, grace).await;
     }
 }
 
@@ -206,12 +149,6 @@ async fn read_stderr(
 fn listening_url(line: &str) -> Option<String> {
     let rest = line.trim().strip_prefix("listening on:")?.trim();
     rest.starts_with("ws://").then(|| rest.to_owned())
-}
-
-fn tail_text(tail: &Mutex<VecDeque<String>>) -> String {
-    tail.lock()
-        .map(|lines| lines.iter().cloned().collect::<Vec<_>>().join("\n"))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
