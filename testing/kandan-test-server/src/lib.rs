@@ -33,6 +33,8 @@ mod conformance_topic;
 mod connection;
 mod consent_page;
 mod demo_page;
+mod editor_assets;
+pub mod editor_runtime;
 mod faults;
 mod frame;
 mod html;
@@ -65,6 +67,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use chat_store::ChatMessage;
+pub use editor_runtime::{EditorRuntimeDownload, EditorRuntimeFixture};
 pub use faults::Fault;
 pub use recorder::{RecordedEvent, RecordedJoin};
 
@@ -355,6 +358,44 @@ impl KandanTestServer {
     pub async fn drop_tunnels(&self) {
         let dropped = self.core.tunnels.disconnect_all().await;
         tracing::info!(dropped, "dropped forward tunnels");
+    }
+
+    /// Offers `fixture` as the approved code-server runtime for its platform (replacing what
+    /// was offered for that platform): `GET /api/v2/local-codex-runner/editor-runtime` answers
+    /// its manifest and `/downloads/editor-runtime/<file>` its archive.
+    pub fn set_editor_runtime(&self, fixture: EditorRuntimeFixture) {
+        self.core.editor_runtimes.set(fixture);
+    }
+
+    /// Offers no editor runtime for any platform (the manifest endpoint answers 404).
+    pub fn clear_editor_runtimes(&self) {
+        self.core.editor_runtimes.clear();
+    }
+
+    /// How many editor runtime archives were served (good or spoiled), across all platforms.
+    pub fn editor_runtime_downloads(&self) -> u32 {
+        self.core.editor_runtimes.downloads_served()
+    }
+
+    /// Every editor runtime download request answered, refused ones included, in order.
+    pub fn editor_runtime_download_log(&self) -> Vec<EditorRuntimeDownload> {
+        self.core.editor_runtimes.download_log()
+    }
+
+    /// Serves `bytes` at `/editor-assets/<path>` (bearer-authenticated): the editor's
+    /// collaboration extension and server. Returns the path to put in a control.
+    pub fn set_editor_asset(&self, path: &str, bytes: Vec<u8>) -> String {
+        self.core.editor_assets.set(path, bytes);
+        format!(
+            "{}/{}",
+            editor_assets::ASSET_PREFIX,
+            path.trim_start_matches('/')
+        )
+    }
+
+    /// The editor asset paths fetched so far, in order.
+    pub fn editor_assets_served(&self) -> Vec<String> {
+        self.core.editor_assets.served()
     }
 
     pub async fn shutdown(self) {

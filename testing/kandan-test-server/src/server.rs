@@ -9,6 +9,8 @@ use axum::{Router, middleware};
 
 use crate::chat_sessions::ChatSessions;
 use crate::chat_store::{Actor, ChannelKey, ChatError, ChatMessage, NewMessage};
+use crate::editor_assets::{self, EditorAssets};
+use crate::editor_runtime::{self, EditorRuntimes};
 use crate::faults::Faults;
 use crate::listener::{self, RunningListener};
 use crate::oauth::AuthorizationCodes;
@@ -37,6 +39,10 @@ pub(crate) struct ServerCore {
     pub(crate) runner_owners: RunnerOwners,
     /// The chat and the runners' bindings: server data, so they outlive sockets and restarts.
     pub(crate) chat: ChatSessions,
+    /// The editor runtimes offered for download (test configuration).
+    pub(crate) editor_runtimes: EditorRuntimes,
+    /// The editor's collaboration assets (test configuration).
+    pub(crate) editor_assets: EditorAssets,
     pub(crate) demo: Option<DemoConfig>,
     /// The bound address; a restart reopens exactly this one.
     pub(crate) addr: SocketAddr,
@@ -61,6 +67,8 @@ impl ServerCore {
             tunnels: Tunnels::default(),
             runner_owners: RunnerOwners::default(),
             chat: ChatSessions::default(),
+            editor_runtimes: EditorRuntimes::default(),
+            editor_assets: EditorAssets::default(),
             demo: config.demo,
             addr: tcp.local_addr()?,
             listener: tokio::sync::Mutex::new(None),
@@ -160,6 +168,8 @@ fn router(core: Arc<ServerCore>) -> Router {
         .merge(tunnel_endpoint::routes())
         .merge(preview::routes())
         .merge(demo_page::routes())
+        .merge(editor_runtime::routes())
+        .merge(editor_assets::routes())
         .nest("/__admin", admin::routes())
         .with_state(Arc::clone(&core))
         // Last, so it wraps every route and the fallback: preview hosts never reach them.
