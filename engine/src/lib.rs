@@ -4,6 +4,7 @@ pub mod auth;
 pub mod child_process;
 pub mod codex;
 pub mod dependencies;
+pub mod editor;
 pub mod forwarding;
 pub mod http;
 pub mod kandan_url;

@@ -1,0 +1,2 @@
+//! The local code-server editor.
+pub mod runtime;
