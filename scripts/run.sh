@@ -17,4 +17,5 @@ mkdir -p "$folder"
 model=(--mock-model)
 if [[ "${LINZUMI_DEMO_REAL_MODEL:-}" == 1 ]]; then model=(); fi
 cargo build --locked -q -p linzumi-cli
-exec ./target/debug/linzumi demo "$folder" --codex-bin tools/node_modules/.bin/codex "${model[@]}" "$@"
+exec ./target/debug/linzumi demo "$folder" --codex-bin tools/node_modules/.bin/codex \
+  --code-server-bin tools/code-server/node_modules/.bin/code-server "${model[@]}" "$@"

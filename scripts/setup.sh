@@ -15,6 +15,8 @@ APT_PACKAGES=(
   nodejs npm
   # Tests: the Codex TUI runs in tmux; the demo page in headless Chromium.
   tmux chromium curl
+  # code-server (tools/code-server) builds kerberos and searches with ripgrep.
+  libkrb5-dev ripgrep python3
 )
 
 log() { printf '==> %s\n' "$*"; }
@@ -46,6 +48,39 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
+# code-server 4.100.3 from npm, for the editor tests and the demo. Its install scripts
+# need: unsafe-perm (they refuse to run as root otherwise), `yes` (node-pty's post-install
+# runs npx), Node's own headers (no download), and @vscode/ripgrep's binary, which it
+# fetches from GitHub unless its cache holds it: we seed that cache with Debian's rg.
+install_code_server() {
+  local dir=tools/code-server
+  if [[ -x "$dir/node_modules/.bin/code-server" && "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]]; then
+    return
+  fi
+  local arch
+  case "$(uname -m)" in
+    x86_64) arch=x86_64-unknown-linux-musl ;;
+    aarch64) arch=aarch64-unknown-linux-musl ;;
+    *) echo "code-server: no ripgrep build for $(uname -m)" >&2; exit 1 ;;
+  esac
+  local cache
+  cache="$(node -p 'require("os").tmpdir()')/vscode-ripgrep-cache-1.15.11"
+  local asset="$cache/ripgrep-v13.0.0-10-$arch.tar.gz"
+  if [[ ! -s "$asset" ]]; then
+    local staging
+    staging=$(mktemp -d)
+    cp "$(command -v rg)" "$staging/rg"
+    mkdir -p "$cache"
+    tar -czf "$asset" -C "$staging" rg
+    rm -rf "$staging"
+  fi
+  log "installing code-server in $dir (builds native modules; about a minute)"
+  local nodedir=()
+  if [[ -f /usr/include/node/node.h ]]; then nodedir=(npm_config_nodedir=/usr); fi
+  (cd "$dir" && env npm_config_unsafe_perm=true npm_config_yes=true "${nodedir[@]}" \
+    npm ci --no-audit --no-fund --loglevel=error)
+}
+
 # npm ci only when the lock file changed since the last install.
 npm_install() {
   local dir=$1
@@ -55,9 +90,11 @@ npm_install() {
   fi
 }
 npm_install tools
+install_code_server
 npm_install testing/dev-server
 for dir in tests/conformance/*/ tests/browser/; do
   if [[ -f "$dir/package-lock.json" ]]; then npm_install "${dir%/}"; fi
 done
 
 log "codex: $(tools/node_modules/.bin/codex --version)"
+log "code-server: $(tools/code-server/node_modules/.bin/code-server --version | head -1)"

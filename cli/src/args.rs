@@ -95,6 +95,9 @@ pub struct RunnerFlags {
     /// Comma-separated local TCP ports Kandan may expose as authenticated previews
     #[arg(long, value_name = "ports")]
     pub forward_port: Option<String>,
+    /// Custom development code-server executable. By default Kandan installs the approved editor runtime.
+    #[arg(long, value_name = "path")]
+    pub code_server_bin: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,7 @@ use linzumi_engine::dependencies::{self, ToolState};
 use linzumi_engine::kandan_url::KandanUrl;
 use linzumi_engine::runner::allowed_cwd::AllowedRoot;
 use linzumi_engine::runner::event_log;
-use linzumi_engine::runner::{Runner, RunnerOptions};
+use linzumi_engine::runner::{EditorOptions, Runner, RunnerOptions};
 use linzumi_engine::session::SessionOptions;
 use serde_json::Value;
 
@@ -261,6 +261,15 @@ async fn run(
     options.forward_ports = prepared.forward_ports;
     options.tool_status = Some(prepared.tool_status);
     options.channel_session = session;
+    options.editor = Some(EditorOptions::new(
+        &kandan,
+        token,
+        &options.runner_id,
+        flags
+            .code_server_bin
+            .as_deref()
+            .map(settings::executable_path),
+    ));
     options.log_file = Some(match &flags.log_file {
         Some(path) => settings::user_path(path),
         None => cwd.join(event_log::DEFAULT_FILE_NAME),

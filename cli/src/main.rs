@@ -1,6 +1,7 @@
 //! `linzumi`: the headless runner. A thin front over `linzumi-engine`.
 mod args;
 mod commands;
+mod editor_progress;
 mod flag_errors;
 mod help;
 mod session;

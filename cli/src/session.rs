@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::editor_progress::EditorProgress;
 use linzumi_engine::process_tree::{self, Signal};
 use linzumi_engine::runner::{Runner, RunnerEvent};
 use tokio::process::{Child, Command};
@@ -83,11 +84,16 @@ pub async fn run(mut runner: Runner, tui: Option<Tui<'_>>, mut shutdown: Shutdow
     };
 
     let mut events = runner.events();
+    let mut editor = EditorProgress::default();
     let reason = loop {
         tokio::select! {
             signal = shutdown.wait() => break signal,
             status = wait_tui(&mut tui) => break format!("the Codex TUI exited ({status})"),
-            event = events.recv() => if let Ok(event) = event { report(&event) },
+            event = events.recv() => match event {
+                Ok(RunnerEvent::EditorRuntime(update)) => editor.update(&update),
+                Ok(event) => report(&event),
+                Err(_) => {}
+            },
         }
     };
     eprintln!("Stopping: {reason}.");
@@ -141,6 +147,7 @@ fn report(event: &RunnerEvent) {
         ),
         RunnerEvent::ApprovalWithdrawn { .. }
         | RunnerEvent::TurnFinished { .. }
+        | RunnerEvent::EditorRuntime(_)
         | RunnerEvent::Stopped => {}
     }
 }

@@ -130,6 +130,16 @@ pub fn channel_target(
 }
 
 /// A folder argument with `~` expanded, made absolute against the current folder.
+/// An executable flag: a bare name is looked up on PATH later, anything with a
+/// separator is a path (`~` expanded, relative to the current folder).
+pub fn executable_path(value: &str) -> PathBuf {
+    if value.contains(std::path::MAIN_SEPARATOR) || value.starts_with('~') {
+        user_path(value)
+    } else {
+        PathBuf::from(value.trim())
+    }
+}
+
 pub fn user_path(value: &str) -> PathBuf {
     let expanded = PathBuf::from(allowed_cwd::expand_home(value.trim()));
     if expanded.is_absolute() {

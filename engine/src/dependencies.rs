@@ -34,13 +34,33 @@ pub struct ToolStatus {
 
 /// The status of the Codex CLI at `bin` (a name on PATH or a path).
 pub async fn codex_status(bin: &Path) -> ToolStatus {
+    tool_status(
+        bin,
+        "codex",
+        "install it with `npm install -g @openai/codex`, or pass --codex-bin",
+    )
+    .await
+}
+
+/// The status of a custom code-server (`--code-server-bin`).
+pub async fn code_server_status(bin: &Path) -> ToolStatus {
+    tool_status(
+        bin,
+        "code-server",
+        "pass --code-server-bin with a code-server executable, or leave it out to use the runtime Kandan provides",
+    )
+    .await
+}
+
+/// Whether `bin` runs and which version it reports (the first line of `--version`).
+async fn tool_status(bin: &Path, name: &str, install_hint: &str) -> ToolStatus {
     let Some(path) = resolve(bin) else {
         return ToolStatus {
             state: ToolState::Missing,
             path: None,
             version: None,
             detail: Some(format!(
-                "codex was not found ({}): install it with `npm install -g @openai/codex`, or pass --codex-bin",
+                "{name} was not found ({}): {install_hint}",
                 bin.display()
             )),
         };
@@ -56,22 +76,25 @@ pub async fn codex_status(bin: &Path) -> ToolStatus {
     match output {
         Ok(Ok(output)) if output.status.success() => ToolStatus {
             state: ToolState::Ready,
-            version: Some(String::from_utf8_lossy(&output.stdout).trim().to_owned()),
+            version: String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .next()
+                .map(|line| line.trim().to_owned()),
             path: Some(path),
             detail: None,
         },
         Ok(Ok(output)) => broken(
             path,
             format!(
-                "`codex --version` failed ({}): {}",
+                "`{name} --version` failed ({}): {}",
                 output.status,
                 String::from_utf8_lossy(&output.stderr).trim()
             ),
         ),
-        Ok(Err(error)) => broken(path, format!("codex could not be run: {error}")),
+        Ok(Err(error)) => broken(path, format!("{name} could not be run: {error}")),
         Err(_) => broken(
             path,
-            format!("`codex --version` did not answer within {VERSION_TIMEOUT:?}"),
+            format!("`{name} --version` did not answer within {VERSION_TIMEOUT:?}"),
         ),
     }
 }

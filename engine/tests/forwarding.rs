@@ -14,7 +14,7 @@ use kandan_test_server::ChatMessage;
 use linzumi_engine::runner::{Runner, RunnerEvent};
 use serde_json::{Value, json};
 use support::dev_server::{self, DevServer, free_port, preview_client};
-use support::{CHANNEL, Harness, RUNNER_ID, WAIT, WORKSPACE, mock};
+use support::{CHANNEL, Harness, RUNNER_ID, WAIT, WORKSPACE, browser_tests, mock};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -846,20 +846,6 @@ async fn kandan_dropping_the_tunnel_mid_transfer_is_survived() {
         .unwrap();
     assert_eq!(api["hello"], "world");
     runner.stop().await;
-}
-
-/// `tests/browser`, with playwright-core installed.
-fn browser_tests() -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser");
-    if !dir.join("node_modules/playwright-core").exists() {
-        let status = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm is installed by scripts/setup.sh");
-        assert!(status.success(), "npm ci failed in tests/browser");
-    }
-    dir
 }
 
 #[tokio::test(flavor = "multi_thread")]

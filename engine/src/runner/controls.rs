@@ -13,6 +13,7 @@ use crate::codex::protocol::{
     methods,
 };
 use crate::codex::{CodexClient, CodexError, RuntimeOptions};
+use crate::editor::{self, LocalEditor};
 use crate::forwarding::control_http;
 use crate::forwarding::local_http::LocalHttp;
 use crate::forwarding::websocket_relay::{Emit, WebSocketRelays};
@@ -51,6 +52,8 @@ pub struct ControlEnv {
     pub relays: WebSocketRelays,
     /// Events the relays push to Kandan later.
     pub emit: Emit,
+    /// The local editor, when this runner has one.
+    pub editor: Option<LocalEditor>,
 }
 
 impl ControlEnv {
@@ -132,8 +135,18 @@ pub async fn handle(env: ControlEnv, control: KandanControl) -> ControlOutcome {
             env.relays.close(close);
             return ControlOutcome::Done;
         }
-        KandanControl::StartLocalEditor(_) => {
-            return env.error(kind, format!("{kind} is not supported by this runner"));
+        KandanControl::StartLocalEditor(control) => {
+            let Some(editor) = &env.editor else {
+                return ControlOutcome::Reply {
+                    event: editor::STATUS_EVENT,
+                    payload: json!({"instanceId": env.instance_id, "requestId": control.request_id,
+                        "ok": false, "reason": "this runner was started without an editor",
+                        "capabilities": env.state.lock().map(|state| state.capabilities()).unwrap_or(Value::Null)}),
+                };
+            };
+            // It pushes its own status, in order with the exit it may report later.
+            editor.start(control).await;
+            return ControlOutcome::Done;
         }
     };
     match result {
@@ -332,6 +345,8 @@ mod tests {
                 forward_ports: BTreeSet::new(),
                 managed_ports: BTreeSet::new(),
                 tool_status: None,
+                editor_runtime: None,
+                editor: None,
                 app_server_pid: None,
             })),
             turns: Arc::default(),
@@ -340,6 +355,7 @@ mod tests {
             local: LocalHttp::default(),
             relays: WebSocketRelays::default(),
             emit: Arc::new(|_, _| {}),
+            editor: None,
         }
     }
 

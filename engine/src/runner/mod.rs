@@ -28,6 +28,10 @@ use crate::codex::protocol::{Notification, ServerRequest};
 use crate::codex::{
     AppServerSource, ClientInfo, CodexEvent, CodexSupervisor, RuntimeOptions, SupervisorEvent,
 };
+use crate::editor::collaboration::CollaborationAccess;
+use crate::editor::runtime::RuntimeCache;
+use crate::editor::runtime_source::{EditorRuntime, RuntimeSource, RuntimeUpdate};
+use crate::editor::{EditorContext, LocalEditor};
 use crate::forwarding::local_http::LocalHttp;
 use crate::forwarding::tunnel::{ForwardTunnel, TunnelConfig};
 use crate::forwarding::websocket_relay::WebSocketRelays;
@@ -72,6 +76,65 @@ pub struct RunnerOptions {
     pub codex_restart: Backoff,
     /// Bind a Kandan chat thread (`--workspace`/`--channel`).
     pub channel_session: Option<SessionOptions>,
+    /// The local editor; `None` answers `start_local_editor` with a refusal.
+    pub editor: Option<EditorOptions>,
+}
+
+/// Where the editor comes from and where it keeps its files.
+pub struct EditorOptions {
+    pub source: RuntimeSource,
+    /// The runner's own editor folder (user data, extensions, collaboration assets).
+    pub data_dir: PathBuf,
+    /// Where collaboration assets come from.
+    pub kandan: KandanUrl,
+}
+
+impl EditorOptions {
+    /// `--code-server-bin`, or else the runtime Kandan approves (cached per user); the
+    /// runner's default data folder.
+    pub fn new(
+        kandan: &KandanUrl,
+        token: &str,
+        runner_id: &str,
+        code_server_bin: Option<PathBuf>,
+    ) -> Self {
+        let source = match code_server_bin {
+            Some(bin) => RuntimeSource::Custom(bin),
+            None => RuntimeSource::Kandan {
+                cache: RuntimeCache::default_location(),
+                kandan: kandan.clone(),
+                token: token.to_owned(),
+            },
+        };
+        EditorOptions {
+            source,
+            data_dir: EditorOptions::default_data_dir(runner_id),
+            kandan: kandan.clone(),
+        }
+    }
+
+    /// `<local data dir>/linzumi/editor/<runner id>`.
+    pub fn default_data_dir(runner_id: &str) -> PathBuf {
+        dirs::data_local_dir()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("linzumi")
+            .join("editor")
+            .join(sanitize(runner_id))
+    }
+}
+
+/// A runner id as one safe path component.
+fn sanitize(runner_id: &str) -> String {
+    runner_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 impl RunnerOptions {
@@ -100,6 +163,7 @@ impl RunnerOptions {
             heartbeat_interval: HEARTBEAT_INTERVAL,
             codex_restart: Backoff::rejoin(),
             channel_session: None,
+            editor: None,
         }
     }
 }
@@ -114,6 +178,8 @@ pub enum RunnerError {
     Codex(String),
     #[error(transparent)]
     Session(#[from] SessionError),
+    #[error("the editor could not be set up: {0}")]
+    Editor(String),
 }
 
 /// Who answered an approval request.
@@ -197,6 +263,8 @@ pub enum RunnerEvent {
         approved: bool,
         by: String,
     },
+    /// The editor runtime changed state, or downloads.
+    EditorRuntime(RuntimeUpdate),
     Stopped,
 }
 
@@ -211,7 +279,7 @@ pub struct Runner {
 }
 
 impl Runner {
-    pub async fn start(options: RunnerOptions) -> Result<Runner, RunnerError> {
+    pub async fn start(mut options: RunnerOptions) -> Result<Runner, RunnerError> {
         let log = Arc::new(match &options.log_file {
             Some(path) => EventLog::open(path, vec![options.token.clone()]),
             None => EventLog::disabled(),
@@ -226,8 +294,29 @@ impl Runner {
                 .collect::<BTreeSet<_>>(),
             managed_ports: BTreeSet::new(),
             tool_status: options.tool_status.clone(),
+            editor_runtime: None,
+            editor: None,
             app_server_pid: None,
         }));
+        let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
+        let (events, _) = broadcast::channel(64);
+        // Before connecting: nothing to clean up if the editor cannot be set up.
+        let editor_parts = match options.editor.take() {
+            Some(editor) => {
+                let access = CollaborationAccess {
+                    http: crate::http::client_for(&editor.kandan)
+                        .map_err(|error| RunnerError::Editor(error.to_string()))?,
+                    kandan: editor.kandan.clone(),
+                    token: options.token.clone(),
+                };
+                let runtime = editor_runtime(editor.source, &state, &events, &outcomes_tx);
+                if let Ok(mut state) = state.lock() {
+                    state.editor_runtime = Some(runtime.status());
+                }
+                Some((runtime, access, editor.data_dir))
+            }
+            None => None,
+        };
         let topic = runner_topic(&options.runner_id);
 
         let kandan = PhoenixClient::connect(options.kandan.clone()).await?;
@@ -279,7 +368,6 @@ impl Runner {
         });
         let instance_id = format!("codex-{}", uuid::Uuid::new_v4());
         let runner_id = options.runner_id.clone();
-        let (events, _) = broadcast::channel(64);
         let (stop_tx, stop_rx) = oneshot::channel();
         let codex = Arc::new(Mutex::new(codex));
         let outbox = Outbox::new(kandan.clone(), topic, log.clone());
@@ -310,8 +398,19 @@ impl Runner {
             }
             None => None,
         };
-        let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
+        let editor = editor_parts.map(|(runtime, access, data_dir)| {
+            runtime.prepare_in_background();
+            LocalEditor::new(EditorContext {
+                instance_id: instance_id.clone(),
+                runtime,
+                data_dir,
+                access,
+                state: state.clone(),
+                emit: emit_to(&outcomes_tx),
+            })
+        });
         let loop_state = Loop {
+            editor,
             local,
             relays: WebSocketRelays::default(),
             _tunnel: tunnel,
@@ -434,6 +533,7 @@ async fn first_ready(
 }
 
 struct Loop {
+    editor: Option<LocalEditor>,
     local: LocalHttp,
     relays: WebSocketRelays,
     /// Kept for its lifetime: dropping it closes the tunnel.
@@ -536,12 +636,8 @@ impl Loop {
             runtime: self.options.runtime.clone(),
             local: self.local.clone(),
             relays: self.relays.clone(),
-            emit: {
-                let outcomes = self.outcomes.clone();
-                Arc::new(move |event, payload| {
-                    let _ = outcomes.send(ControlOutcome::Reply { event, payload });
-                })
-            },
+            emit: emit_to(&self.outcomes),
+            editor: self.editor.clone(),
         };
         let outcomes = self.outcomes.clone();
         let session = self.session.clone();
@@ -765,6 +861,9 @@ impl Loop {
         if let Some(session) = &self.session {
             session.stop().await;
         }
+        if let Some(editor) = &self.editor {
+            editor.shutdown().await;
+        }
         self.relays.close_all();
         self._tunnel = None;
         let pending = self
@@ -783,6 +882,41 @@ impl Loop {
         self.outbox.client().close().await;
         let _ = self.events.send(RunnerEvent::Stopped);
     }
+}
+
+/// Pushes through the runner loop, in order with its other pushes.
+fn emit_to(
+    outcomes: &mpsc::UnboundedSender<ControlOutcome>,
+) -> crate::forwarding::websocket_relay::Emit {
+    let outcomes = outcomes.clone();
+    Arc::new(move |event, payload| {
+        let _ = outcomes.send(ControlOutcome::Reply { event, payload });
+    })
+}
+
+/// The editor runtime, reporting its state to Kandan (a heartbeat with the new
+/// capabilities) and its state and progress to the fronts.
+fn editor_runtime(
+    source: RuntimeSource,
+    state: &Arc<Mutex<RunnerState>>,
+    events: &broadcast::Sender<RunnerEvent>,
+    outcomes: &mpsc::UnboundedSender<ControlOutcome>,
+) -> EditorRuntime {
+    let state = state.clone();
+    let events = events.clone();
+    let outcomes = outcomes.clone();
+    EditorRuntime::new(
+        source,
+        Arc::new(move |update| {
+            if let RuntimeUpdate::Status(status) = &update {
+                if let Ok(mut state) = state.lock() {
+                    state.editor_runtime = Some(status.clone());
+                }
+                let _ = outcomes.send(ControlOutcome::Heartbeat);
+            }
+            let _ = events.send(RunnerEvent::EditorRuntime(update));
+        }),
+    )
 }
 
 /// Starts the forward tunnel, trusting the same roots as the Kandan socket.

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 
 use super::allowed_cwd::{self, AllowedRoot};
+use crate::editor::runtime::{RuntimeState, RuntimeStatus};
+use crate::editor::state::RunningEditor;
 
 #[derive(Debug, Clone)]
 pub struct RunnerState {
@@ -16,8 +18,13 @@ pub struct RunnerState {
     /// Ports the runner itself opened (the editor): forwarded without a prompt and never
     /// offered as dev servers.
     pub managed_ports: BTreeSet<u16>,
-    /// Dependency status (codex, editor runtime) for `toolStatus`.
+    /// Dependency status (codex) for `toolStatus`.
     pub tool_status: Option<Value>,
+    /// The editor runtime's status (`editorRuntime`); `None` when this runner has no
+    /// editor at all.
+    pub editor_runtime: Option<RuntimeStatus>,
+    /// The editor that is running, if one is.
+    pub editor: Option<RunningEditor>,
     /// The Codex app-server the runner started, whose own sockets are not dev servers.
     pub app_server_pid: Option<u32>,
 }
@@ -36,12 +43,17 @@ impl RunnerState {
             std::iter::once(self.cwd.display().to_string()).chain(allowed_cwds.iter().cloned()),
         );
         let editor_runtime = self
-            .tool_status
+            .editor_runtime
             .as_ref()
-            .and_then(|status| status.get("editorRuntime"))
-            .cloned()
-            .unwrap_or(Value::Null);
-        json!({
+            .map_or(Value::Null, |status| json!(status));
+        let mut tool_status = self.tool_status.clone();
+        if self.editor_runtime.is_some() {
+            let tools = tool_status.get_or_insert_with(|| json!({}));
+            if let Value::Object(tools) = tools {
+                tools.insert("editorRuntime".into(), editor_runtime.clone());
+            }
+        }
+        let mut capabilities = json!({
             "codexAppServer": true,
             "codexRemoteTui": true,
             "startInstance": !allowed_cwds.is_empty(),
@@ -51,9 +63,37 @@ impl RunnerState {
             "allowedPorts": self.forward_ports,
             "streamingForwarding": true,
             "streamingForwardingVersion": 1,
-            "toolStatus": self.tool_status,
+            "toolStatus": tool_status,
             "editorRuntime": editor_runtime,
-        })
+        });
+        if let Value::Object(fields) = &mut capabilities {
+            fields.extend(self.local_editor_capabilities(!allowed_cwds.is_empty()));
+        }
+        capabilities
+    }
+
+    /// The editor part of the capabilities (seed `localEditorCapabilities`): whether
+    /// "Open editor" can work here, and what is running.
+    fn local_editor_capabilities(&self, has_roots: bool) -> serde_json::Map<String, Value> {
+        let usable = self.editor_runtime.as_ref().is_some_and(|status| {
+            matches!(
+                status.state,
+                RuntimeState::Ready | RuntimeState::Custom | RuntimeState::Downloading
+            )
+        });
+        let running = self.editor.as_ref();
+        let fields = json!({
+            "localEditor": usable && has_roots,
+            "localEditorCollaborationProviders": if usable { json!(["oct"]) } else { json!([]) },
+            "localEditorStatus": if running.is_some() { "running" } else { "disabled" },
+            "localEditorCwd": running.map(|editor| editor.cwd.clone()),
+            "localEditorPort": running.map(|editor| editor.port),
+            "localEditorCollaborationPort": running.and_then(|editor| editor.collaboration_port),
+        });
+        match fields {
+            Value::Object(fields) => fields,
+            _ => serde_json::Map::new(),
+        }
     }
 }
 
@@ -72,6 +112,8 @@ mod tests {
             forward_ports: [5173, 3000].into_iter().collect(),
             managed_ports: BTreeSet::new(),
             tool_status: Some(json!({"codex": {"status": "ready"}})),
+            editor_runtime: None,
+            editor: None,
             app_server_pid: None,
         };
         assert_eq!(
@@ -82,8 +124,47 @@ mod tests {
                 "portForwarding": true, "allowedPorts": [3000, 5173],
                 "streamingForwarding": true, "streamingForwardingVersion": 1,
                 "toolStatus": {"codex": {"status": "ready"}}, "editorRuntime": null,
+                "localEditor": false, "localEditorCollaborationProviders": [],
+                "localEditorStatus": "disabled", "localEditorCwd": null,
+                "localEditorPort": null, "localEditorCollaborationPort": null,
             })
         );
+    }
+
+    #[test]
+    fn a_running_editor_and_its_runtime_are_reported() {
+        let state = RunnerState {
+            cwd: "/w".into(),
+            allowed_roots: vec![AllowedRoot {
+                configured: "/w".into(),
+                canonical: "/w".into(),
+            }],
+            forward_ports: [8080].into_iter().collect(),
+            managed_ports: [8080].into_iter().collect(),
+            tool_status: Some(json!({"codex": {"state": "ready"}})),
+            editor_runtime: Some(RuntimeStatus {
+                state: RuntimeState::Ready,
+                version: Some("4.100.3".into()),
+                ..RuntimeStatus::default()
+            }),
+            editor: Some(RunningEditor {
+                generation: 1,
+                cwd: "/w/app".into(),
+                port: 8080,
+                collaboration_port: None,
+            }),
+            app_server_pid: None,
+        };
+        let capabilities = state.capabilities();
+        assert_eq!(capabilities["editorRuntime"]["state"], "ready");
+        assert_eq!(
+            capabilities["toolStatus"]["editorRuntime"]["version"],
+            "4.100.3"
+        );
+        assert_eq!(capabilities["localEditor"], true);
+        assert_eq!(capabilities["localEditorStatus"], "running");
+        assert_eq!(capabilities["localEditorCwd"], "/w/app");
+        assert_eq!(capabilities["localEditorPort"], 8080);
     }
 
     #[test]
@@ -94,6 +175,8 @@ mod tests {
             forward_ports: BTreeSet::new(),
             managed_ports: BTreeSet::new(),
             tool_status: None,
+            editor_runtime: None,
+            editor: None,
             app_server_pid: None,
         };
         let capabilities = state.capabilities();

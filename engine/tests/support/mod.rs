@@ -23,6 +23,20 @@ pub const TOPIC: &str = "local_runner:test-runner";
 pub const WORKSPACE: &str = "acme";
 pub const CHANNEL: &str = "codex";
 
+/// `tests/browser`, with playwright-core installed.
+pub fn browser_tests() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser");
+    if !dir.join("node_modules/playwright-core").exists() {
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm is installed by scripts/setup.sh");
+        assert!(status.success(), "npm ci failed in tests/browser");
+    }
+    dir
+}
+
 pub struct Project {
     pub dir: PathBuf,
 }
