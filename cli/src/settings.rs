@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use std::time::Duration;
 
-use linzumi_engine::auth::identity_from_token;
 use linzumi_engine::codex::RuntimeOptions;
 use linzumi_engine::runner::allowed_cwd::{self, AllowedRoot};
 use linzumi_engine::session::{ListenUser, SessionOptions};
@@ -66,19 +65,8 @@ pub fn stream_flush(value: Option<&str>) -> Result<Option<Duration>, FlagError> 
 /// `--listen-user`, or the user the token was issued to (seed
 /// `defaultListenUserFromToken`).
 pub fn listen_user(flag: Option<&str>, token: &str) -> Result<ListenUser, FlagError> {
-    let identity = identity_from_token(token);
-    let own = identity
-        .as_ref()
-        .and_then(|identity| Some((identity.username.clone()?, identity.user_id?)));
-    match flag.map(str::trim).filter(|value| !value.is_empty()) {
-        Some(value) => Ok(ListenUser::parse(value, own)),
-        None => match identity.and_then(|identity| identity.username) {
-            Some(username) => Ok(ListenUser::parse(&username, own)),
-            None => Err(flag_error(
-                "Missing --listen-user and authenticated user is unavailable.",
-            )),
-        },
-    }
+    linzumi_engine::auth::identity::listen_user(flag, token)
+        .map_err(|_| flag_error("Missing --listen-user and authenticated user is unavailable."))
 }
 
 /// The chat session for a workspace/channel, from the flags.

@@ -52,6 +52,28 @@ pub fn identity_from_token(token: &str) -> Option<TokenIdentity> {
 }
 
 /// The `--listen-user` default: the token's username.
+/// Whose chat messages a session takes: `chosen` (a username, or `all`), else the user the
+/// token belongs to (seed `index.ts`).
+pub fn listen_user(
+    chosen: Option<&str>,
+    token: &str,
+) -> Result<crate::session::ListenUser, NoListenUser> {
+    use crate::session::ListenUser;
+    let identity = identity_from_token(token);
+    let own = identity
+        .as_ref()
+        .and_then(|identity| Some((identity.username.clone()?, identity.user_id?)));
+    match chosen.map(str::trim).filter(|value| !value.is_empty()) {
+        Some(value) => Ok(ListenUser::parse(value, own)),
+        None => {
+            let username = identity
+                .and_then(|identity| identity.username)
+                .ok_or(NoListenUser)?;
+            Ok(ListenUser::parse(&username, own))
+        }
+    }
+}
+
 pub fn default_listen_user(token: &str) -> Result<String, NoListenUser> {
     identity_from_token(token)
         .and_then(|identity| identity.username)
