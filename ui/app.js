@@ -1,0 +1,978 @@
+// Linzumi Desktop's window. State comes from the Rust side as one snapshot: first from
+// `get_snapshot`, then from every "snapshot" event. The folder list, activity and account
+// are rendered as small virtual trees and patched into the page, so an update never
+// rebuilds what did not change (focus, scroll and hover survive); the settings form is
+// static HTML whose inputs are only refilled when the person is not editing them.
+
+const tauri = window.__TAURI__;
+const $ = (selector) => document.querySelector(selector);
+
+// ---------------------------------------------------------------- tiny DOM patcher
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+/** Flattens nested child lists, dropping null/false/"" and turning numbers into text. */
+function normalize(children) {
+  const kids = [];
+  const add = (child) => {
+    if (Array.isArray(child)) child.forEach(add);
+    else if (child != null && child !== false && child !== "") kids.push(typeof child === "object" ? child : String(child));
+  };
+  add(children);
+  return kids;
+}
+
+function h(tag, props, ...children) {
+  const key = props && props.key != null ? String(props.key) : undefined;
+  return { tag, props: props || {}, key, children: normalize(children) };
+}
+
+function createNode(vnode, parentNs) {
+  if (typeof vnode === "string") return document.createTextNode(vnode);
+  const ns = vnode.tag === "svg" ? SVG_NS : parentNs;
+  const el = ns ? document.createElementNS(ns, vnode.tag) : document.createElement(vnode.tag);
+  el._key = vnode.key;
+  el._props = {};
+  updateNode(el, vnode);
+  return el;
+}
+
+function updateNode(el, vnode) {
+  const old = el._props;
+  const next = vnode.props;
+  for (const name in old) if (!(name in next)) setProp(el, name, undefined);
+  for (const name in next) if (old[name] !== next[name]) setProp(el, name, next[name]);
+  el._props = next;
+  patch(el, vnode.children);
+}
+
+function setProp(el, name, value) {
+  if (name === "key") return;
+  if (name.startsWith("on")) {
+    const type = name.slice(2).toLowerCase();
+    el._on = el._on || {};
+    if (!(type in el._on)) el.addEventListener(type, (event) => el._on[type] && el._on[type](event));
+    el._on[type] = value;
+    return;
+  }
+  if (value == null || value === false) el.removeAttribute(name);
+  else el.setAttribute(name, value === true ? "" : String(value));
+}
+
+/** Makes `parent`'s children match `vnodes`, reusing nodes by key, else by position and tag. */
+function patch(parent, children) {
+  const vnodes = normalize(children);
+  const ns = parent.namespaceURI === SVG_NS ? SVG_NS : null;
+  const keyed = new Map();
+  const unkeyed = [];
+  for (const node of parent.childNodes) {
+    if (node._key != null) keyed.set(node._key, node);
+    else unkeyed.push(node);
+  }
+  let u = 0;
+  vnodes.forEach((vnode, i) => {
+    let node = null;
+    if (typeof vnode === "string") {
+      const candidate = unkeyed[u];
+      if (candidate && candidate.nodeType === Node.TEXT_NODE) {
+        node = candidate;
+        u += 1;
+        if (node.data !== vnode) node.data = vnode;
+      }
+    } else {
+      const candidate = vnode.key != null ? keyed.get(vnode.key) : unkeyed[u];
+      if (candidate && candidate.nodeType === Node.ELEMENT_NODE && candidate.localName === vnode.tag) {
+        node = candidate;
+        if (vnode.key != null) keyed.delete(vnode.key);
+        else u += 1;
+        updateNode(node, vnode);
+      }
+    }
+    if (!node) node = createNode(vnode, ns);
+    const at = parent.childNodes[i];
+    if (at !== node) parent.insertBefore(node, at || null);
+  });
+  while (parent.childNodes.length > vnodes.length) parent.lastChild.remove();
+}
+
+// ---------------------------------------------------------------- icons
+
+const ICONS = {
+  check: [["circle", { cx: 12, cy: 12, r: 9 }], "M8.5 12.5l2.5 2.5 4.5-5"],
+  working: ["M12 3a9 9 0 1 0 9 9"],
+  connecting: ["M20 12a8 8 0 1 1-2.6-5.9", "M20 4v4.5h-4.5"],
+  alert: [["circle", { cx: 12, cy: 12, r: 9 }], "M12 7.5v5.5", "M12 16.5v.01"],
+  offline: [["circle", { cx: 12, cy: 12, r: 9 }], "M5.7 5.7l12.6 12.6"],
+  error: [["circle", { cx: 12, cy: 12, r: 9 }], "M15 9l-6 6", "M9 9l6 6"],
+  stopped: [["circle", { cx: 12, cy: 12, r: 9 }], ["rect", { x: 9, y: 9, width: 6, height: 6, rx: 1 }]],
+  info: [["circle", { cx: 12, cy: 12, r: 9 }], "M12 11v5.5", "M12 7.8v.01"],
+  warn: ["M10.3 4.3L2.7 17.5A2 2 0 0 0 4.4 20.5h15.2a2 2 0 0 0 1.7-3L13.7 4.3a2 2 0 0 0-3.4 0z", "M12 9.5v4", "M12 17v.01"],
+  folder: ["M3.5 7.5a2 2 0 0 1 2-2h3.6l2 2h7.4a2 2 0 0 1 2 2v7.5a2 2 0 0 1-2 2h-13a2 2 0 0 1-2-2z"],
+  folderPlus: ["M3.5 7.5a2 2 0 0 1 2-2h3.6l2 2h7.4a2 2 0 0 1 2 2v7.5a2 2 0 0 1-2 2h-13a2 2 0 0 1-2-2z", "M12 10.5v5", "M9.5 13h5"],
+  external: ["M14 4h6v6", "M20 4l-8.5 8.5", "M18 13.5V19a1 1 0 0 1-1 1H5a1 1 0 0 1-1-1V7a1 1 0 0 1 1-1h5.5"],
+  code: ["M9 7.5L4.5 12 9 16.5", "M15 7.5l4.5 4.5-4.5 4.5"],
+  terminal: [["rect", { x: 3, y: 4.5, width: 18, height: 15, rx: 2 }], "M7 9.5l3 2.5-3 2.5", "M12.5 15h4.5"],
+  file: ["M14 3.5H7a2 2 0 0 0-2 2v13a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2v-10z", "M14 3.5v5h5"],
+  globe: [["circle", { cx: 12, cy: 12, r: 9 }], "M3 12h18", "M12 3c2.5 2.6 3.7 5.6 3.7 9s-1.2 6.4-3.7 9c-2.5-2.6-3.7-5.6-3.7-9S9.5 5.6 12 3z"],
+  chat: ["M20.5 11.5a8 8 0 0 1-11.7 7.1L4 20l1.4-4.4a8 8 0 1 1 15.1-4.1z"],
+  x: ["M6.5 6.5l11 11", "M17.5 6.5l-11 11"],
+  key: [["circle", { cx: 8, cy: 15, r: 4 }], "M10.8 12.2L19 4", "M16 7l2.5 2.5", "M14 9l1.5 1.5"],
+};
+
+function icon(name, extraClass) {
+  const shapes = (ICONS[name] || ICONS.info).map((shape) =>
+    typeof shape === "string" ? h("path", { d: shape }) : h(shape[0], shape[1]),
+  );
+  return h(
+    "svg",
+    { class: extraClass ? `icon ${extraClass}` : "icon", viewBox: "0 0 24 24", "aria-hidden": "true", focusable: "false" },
+    shapes,
+  );
+}
+
+// ---------------------------------------------------------------- vocabulary
+
+const TRAY = {
+  idle: { text: "Ready", title: "Connected; nothing is running" },
+  working: { text: "Working", title: "Codex is working in a shared folder" },
+  attention: { text: "Needs you", title: "Something is waiting for your approval" },
+  offline: { text: "Offline", title: "Not connected to Kandan" },
+};
+
+const FOLDER_STATES = {
+  connecting: { text: "Connecting", icon: "connecting", spin: true },
+  ready: { text: "Ready", icon: "check" },
+  working: { text: "Working", icon: "working", spin: true },
+  awaiting_approval: { text: "Waiting for approval", icon: "alert" },
+  offline: { text: "Offline", icon: "offline" },
+  error: { text: "Error", icon: "error" },
+  stopped: { text: "Stopped", icon: "stopped" },
+};
+
+const LEVELS = {
+  info: { icon: "info", text: "Info" },
+  success: { icon: "check", text: "Done" },
+  warn: { icon: "warn", text: "Warning" },
+  warning: { icon: "warn", text: "Warning" },
+  error: { icon: "error", text: "Error" },
+};
+
+function approvalTitle(kind) {
+  const k = String(kind || "").toLowerCase();
+  if (k.includes("command") || k.includes("exec")) return { icon: "terminal", text: "Codex wants to run a command" };
+  if (k.includes("file") || k.includes("patch") || k.includes("change")) return { icon: "file", text: "Codex wants to change files" };
+  if (k.includes("permission")) return { icon: "key", text: "Codex asks for more permissions" };
+  return { icon: "alert", text: "Codex asks for your approval" };
+}
+
+// ---------------------------------------------------------------- state
+
+let snapshot = null;
+let gotEvent = false;
+const busy = new Set(); // action keys whose command is running
+const errors = new Map(); // action key -> message from the last failed run
+const confirmingStop = new Set(); // folder ids showing the inline "stop sharing?" confirmation
+let dismissedNotice = null;
+let pendingFocus = null; // id of an element to focus after the next render
+
+function errorText(error) {
+  if (typeof error === "string") return error;
+  if (Array.isArray(error)) return error.map(errorText).join(" ");
+  if (error && typeof error.message === "string") return error.message;
+  if (error && Array.isArray(error.problems)) return errorText(error.problems);
+  try {
+    return JSON.stringify(error);
+  } catch {
+    return String(error);
+  }
+}
+
+async function invoke(command, args) {
+  if (!tauri || !tauri.core) throw "Linzumi's window is not connected to the app.";
+  return tauri.core.invoke(command, args);
+}
+
+/** Runs a command for the control `key`: busy while it runs, its error kept under `key`. */
+async function run(key, command, args) {
+  if (busy.has(key)) return { ok: false, skipped: true };
+  busy.add(key);
+  errors.delete(key);
+  render();
+  try {
+    return { ok: true, value: await invoke(command, args) };
+  } catch (error) {
+    errors.set(key, errorText(error));
+    return { ok: false, error: errorText(error), raw: error };
+  } finally {
+    busy.delete(key);
+    render();
+  }
+}
+
+// ---------------------------------------------------------------- helpers for views
+
+function button(key, label, { variant = "secondary", size, iconName, onClick, describedBy, ariaLabel, id, title } = {}) {
+  const isBusy = busy.has(key);
+  const cls = ["btn", `btn-${variant}`, size ? `btn-${size}` : ""].filter(Boolean).join(" ");
+  return h(
+    "button",
+    {
+      type: "button",
+      class: cls,
+      id,
+      title,
+      "aria-label": ariaLabel,
+      "aria-busy": isBusy ? "true" : null,
+      "aria-disabled": isBusy ? "true" : null,
+      "aria-describedby": describedBy,
+      onClick: (event) => {
+        event.preventDefault();
+        if (!busy.has(key)) onClick();
+      },
+    },
+    iconName ? icon(iconName) : null,
+    h("span", { class: "btn-label" }, label),
+  );
+}
+
+function errorLine(key, id) {
+  const message = errors.get(key);
+  return message ? h("p", { class: "error-text", role: "alert", id }, icon("error"), h("span", null, message)) : null;
+}
+
+const domId = (...parts) => parts.map((part) => String(part).replace(/[^A-Za-z0-9_-]/g, "_")).join("-");
+
+function splitPath(path) {
+  const cut = Math.max(path.lastIndexOf("/"), path.lastIndexOf("\\"));
+  if (cut <= 0 || cut === path.length - 1) return ["", path];
+  return [path.slice(0, cut + 1), path.slice(cut + 1)];
+}
+
+function basename(path) {
+  const trimmed = String(path || "").replace(/[\\/]+$/, "");
+  return splitPath(trimmed)[1] || trimmed;
+}
+
+function hostOf(url) {
+  if (!url) return "";
+  try {
+    return new URL(url).host || url;
+  } catch {
+    return url;
+  }
+}
+
+/** Text with `backticked` parts shown as code (the Rust side quotes commands that way). */
+function richText(text) {
+  const parts = String(text == null ? "" : text).split("`");
+  if (parts.length < 3 || parts.length % 2 === 0) return [String(text)];
+  return parts.map((part, i) => (i % 2 ? h("code", { class: "inline" }, part) : part));
+}
+
+function relativeTime(at, now = Date.now()) {
+  const seconds = Math.round((now - at) / 1000);
+  if (seconds < 45) return "just now";
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 60) return `${minutes} min ago`;
+  const hours = Math.round(minutes / 60);
+  if (hours < 24) return hours === 1 ? "1 hour ago" : `${hours} hours ago`;
+  const days = Math.round(hours / 24);
+  if (days === 1) return "yesterday";
+  if (days < 7) return `${days} days ago`;
+  return new Date(at).toLocaleDateString(undefined, { month: "short", day: "numeric" });
+}
+
+// ---------------------------------------------------------------- views
+
+function renderPill() {
+  const pill = $("#tray-pill");
+  const state = snapshot ? snapshot.trayState : "connecting";
+  const info = TRAY[state] || { text: snapshot ? String(state) : "Starting…", title: "" };
+  if (pill.dataset.state !== state) pill.dataset.state = state;
+  pill.title = info.title;
+  const text = pill.querySelector(".pill-text");
+  if (text.textContent !== info.text) text.textContent = info.text;
+}
+
+function accountView() {
+  const account = (snapshot && snapshot.account) || {};
+  const host = hostOf(account.kandanUrl || (snapshot && snapshot.settings && snapshot.settings.kandanUrl));
+  if (!snapshot) return [];
+  if (account.signedIn) {
+    const user = account.user || "Signed in";
+    return [
+      h(
+        "div",
+        { class: "who", title: account.tokenStorage ? `Token kept in: ${account.tokenStorage}` : null },
+        h("span", { class: "avatar", "aria-hidden": "true" }, user.slice(0, 1).toUpperCase()),
+        h("span", { class: "who-text" }, h("span", { class: "who-user" }, user), h("span", { class: "who-host" }, host)),
+      ),
+      h(
+        "div",
+        { class: "account-action" },
+        button("signout", "Sign out", { variant: "ghost", size: "sm", onClick: ACTIONS.signout, describedBy: errors.has("signout") ? "err-signout" : null }),
+      ),
+      errorLine("signout", "err-signout"),
+    ];
+  }
+  return [
+    h("span", { class: "who who-out" }, h("span", { class: "who-text" }, h("span", { class: "who-user" }, "Not signed in"), h("span", { class: "who-host" }, host))),
+    h(
+      "div",
+      { class: "account-action" },
+      button("signin", "Sign in", { variant: "primary", size: "sm", onClick: ACTIONS.signin, describedBy: errors.has("signin") ? "err-signin" : null }),
+    ),
+    errorLine("signin", "err-signin"),
+  ];
+}
+
+// Commands with one button (or one per place it can appear) and no arguments.
+const ACTIONS = {
+  signin: () => run("signin", "sign_in", {}),
+  signout: () => run("signout", "sign_out", {}),
+  share: () => run("share", "share_folder", {}),
+};
+
+function bannersView() {
+  const warning = snapshot && snapshot.account && snapshot.account.warning;
+  if (!warning) return [];
+  return [h("div", { class: "banner banner-warn", key: "account-warning" }, icon("key"), h("span", null, warning))];
+}
+
+function noticeView() {
+  const notice = snapshot && snapshot.notice;
+  if (!notice) return [];
+  const text = typeof notice === "string" ? notice : notice.text || notice.message || "";
+  const level = (typeof notice === "object" && notice.level) || "info";
+  if (!text || dismissedNotice === text) return [];
+  return [
+    h(
+      "div",
+      { class: `banner banner-${level === "error" ? "bad" : level === "warn" || level === "warning" ? "warn" : "info"}` },
+      icon((LEVELS[level] || LEVELS.info).icon),
+      h("span", { class: "banner-text" }, richText(text)),
+      h(
+        "button",
+        {
+          type: "button",
+          class: "icon-btn",
+          "aria-label": "Dismiss notice",
+          onClick: () => {
+            dismissedNotice = text;
+            render();
+          },
+        },
+        icon("x"),
+      ),
+    ),
+  ];
+}
+
+function emptyView() {
+  return h(
+    "div",
+    { class: "empty", key: "empty" },
+    h("div", { class: "empty-art", "aria-hidden": "true" }, icon("folderPlus")),
+    h("h3", null, "No folders shared yet"),
+    h(
+      "p",
+      null,
+      "Share a folder and your teammates can ask Codex to work in it from a Kandan thread. ",
+      "Commands and file changes wait for your approval here.",
+    ),
+    button("share", "Share a folder…", { variant: "primary", size: "lg", iconName: "folderPlus", onClick: ACTIONS.share, id: "share-empty" }),
+    errorLine("share", "err-share"),
+  );
+}
+
+function approvalView(folder, approval) {
+  const key = `approval:${folder.id}:${approval.requestId}`;
+  const title = approvalTitle(approval.kind);
+  const titleId = domId("ap", folder.id, approval.requestId);
+  return h(
+    "li",
+    { class: "request request-approval", key, role: "group", "aria-labelledby": titleId },
+    h("span", { class: "request-icon" }, icon(title.icon)),
+    h(
+      "div",
+      { class: "request-body" },
+      h("p", { class: "request-title", id: titleId }, title.text),
+      approval.summary ? h("code", { class: "request-summary" }, approval.summary) : null,
+      approval.reason ? h("p", { class: "request-reason" }, richText(approval.reason)) : null,
+      errorLine(key),
+    ),
+    h(
+      "div",
+      { class: "request-actions" },
+      button(`${key}:approve`, "Approve", {
+        variant: "primary",
+        size: "sm",
+        onClick: () => decide(key, "resolve_approval", folder.id, approval.requestId, true),
+      }),
+      button(`${key}:deny`, "Deny", {
+        size: "sm",
+        onClick: () => decide(key, "resolve_approval", folder.id, approval.requestId, false),
+      }),
+    ),
+  );
+}
+
+function portPromptView(folder, prompt) {
+  const key = `port:${folder.id}:${prompt.requestId}`;
+  const titleId = domId("pp", folder.id, prompt.requestId);
+  // "vite", "node api.js", "python3 -m http.server" (a leading path is dropped, long ones cut).
+  const words = String(prompt.command || "").trim().split(/\s+/).filter(Boolean);
+  if (words.length) words[0] = basename(words[0]);
+  let what = words.join(" ") || "A program";
+  if (what.length > 48) what = `${what.slice(0, 47)}…`;
+  return h(
+    "li",
+    { class: "request request-port", key, role: "group", "aria-labelledby": titleId },
+    h("span", { class: "request-icon" }, icon("globe")),
+    h(
+      "div",
+      { class: "request-body" },
+      h(
+        "p",
+        { class: "request-title", id: titleId },
+        h("code", { class: "inline", title: prompt.command || null }, what),
+        " is listening on ",
+        h("strong", null, String(prompt.port)),
+        " — open a preview for the thread?",
+      ),
+      prompt.cwd && prompt.cwd !== folder.path ? h("p", { class: "request-reason mono", title: prompt.cwd }, `in ${prompt.cwd}`) : null,
+      errorLine(key),
+    ),
+    h(
+      "div",
+      { class: "request-actions" },
+      button(`${key}:approve`, "Approve", {
+        variant: "primary",
+        size: "sm",
+        onClick: () => decide(key, "resolve_port_forward", folder.id, prompt.requestId, true),
+      }),
+      button(`${key}:deny`, "Deny", {
+        size: "sm",
+        onClick: () => decide(key, "resolve_port_forward", folder.id, prompt.requestId, false),
+      }),
+    ),
+  );
+}
+
+async function decide(key, command, folderId, requestId, approve) {
+  // Both buttons of a request share one error slot; the clicked one shows busy.
+  if (busy.has(`${key}:approve`) || busy.has(`${key}:deny`)) return;
+  const result = await run(`${key}:${approve ? "approve" : "deny"}`, command, { folderId, requestId, approve });
+  if (!result.ok && !result.skipped) {
+    errors.delete(`${key}:${approve ? "approve" : "deny"}`);
+    errors.set(key, result.error);
+    render();
+  } else {
+    errors.delete(key);
+  }
+}
+
+function resourcesView(folder) {
+  const items = [];
+  for (const forwarded of folder.forwardedPorts || []) {
+    const key = `preview:${folder.id}:${forwarded.port}`;
+    items.push(
+      h(
+        "li",
+        { class: "resource", key },
+        icon("globe"),
+        h("span", { class: "resource-label" }, `Port ${forwarded.port}`),
+        button(key, "Open preview", {
+          variant: "link",
+          iconName: "external",
+          title: forwarded.previewUrl || null,
+          ariaLabel: `Open preview of port ${forwarded.port}`,
+          onClick: () => run(key, "open_preview", { folderId: folder.id, port: forwarded.port }),
+        }),
+        errorLine(key),
+      ),
+    );
+  }
+  if (folder.editor) {
+    const key = `editor:${folder.id}`;
+    const running = folder.editor.running;
+    items.push(
+      h(
+        "li",
+        { class: "resource", key: "editor" },
+        icon("code"),
+        h("span", { class: "resource-label" }, running && folder.editor.port ? `Editor running on port ${folder.editor.port}` : "Editor not running"),
+        button(key, "Open editor", {
+          variant: "link",
+          iconName: "external",
+          onClick: () => run(key, "open_editor", { folderId: folder.id }),
+        }),
+        errorLine(key),
+      ),
+    );
+  }
+  return items.length ? h("ul", { class: "resources", "aria-label": "Previews and editor" }, items) : null;
+}
+
+function folderActionsView(folder) {
+  const kandanKey = `kandan:${folder.id}`;
+  const stopKey = `stop:${folder.id}`;
+  const confirmId = domId("confirm-stop", folder.id);
+  const cancelId = domId("cancel-stop", folder.id);
+  if (confirmingStop.has(folder.id)) {
+    return h(
+      "div",
+      { class: "card-actions confirming", role: "group", "aria-labelledby": confirmId },
+      h("p", { class: "confirm-text", id: confirmId }, "Stop sharing this folder? The thread stays in Kandan; Codex stops working here."),
+      h(
+        "div",
+        { class: "card-buttons" },
+        button(stopKey, "Stop sharing", {
+          variant: "danger",
+          size: "sm",
+          onClick: async () => {
+            const result = await run(stopKey, "stop_sharing", { folderId: folder.id });
+            if (result.ok) {
+              confirmingStop.delete(folder.id);
+              render();
+            }
+          },
+        }),
+        button(`cancel-stop:${folder.id}`, "Cancel", {
+          size: "sm",
+          id: cancelId,
+          onClick: () => {
+            confirmingStop.delete(folder.id);
+            errors.delete(stopKey);
+            pendingFocus = domId("stop", folder.id);
+            render();
+          },
+        }),
+      ),
+      errorLine(stopKey),
+    );
+  }
+  return h(
+    "div",
+    { class: "card-actions" },
+    h(
+      "div",
+      { class: "card-buttons" },
+      button(kandanKey, "Open in Kandan", {
+        size: "sm",
+        iconName: "chat",
+        onClick: () => run(kandanKey, "open_in_kandan", { folderId: folder.id }),
+      }),
+      button(stopKey, "Stop sharing", {
+        variant: "ghost",
+        size: "sm",
+        id: domId("stop", folder.id),
+        onClick: () => {
+          confirmingStop.add(folder.id);
+          pendingFocus = cancelId;
+          render();
+        },
+      }),
+    ),
+    errorLine(kandanKey),
+  );
+}
+
+function folderView(folder) {
+  const state = FOLDER_STATES[folder.state] || { text: String(folder.state || "Unknown"), icon: "info" };
+  const [head, tail] = splitPath(folder.path || "");
+  const titleId = domId("folder", folder.id);
+  const where = [folder.workspace, folder.channel ? `#${folder.channel}` : null].filter(Boolean).join(" / ");
+  const approvals = folder.approvals || [];
+  const prompts = folder.portPrompts || [];
+  return h(
+    "article",
+    { class: "folder-card", key: folder.id, "data-state": folder.state, "data-folder": folder.id, "aria-labelledby": titleId, tabindex: "-1" },
+    h(
+      "div",
+      { class: "card-head" },
+      h("span", { class: "folder-icon" }, icon("folder")),
+      h(
+        "div",
+        { class: "card-title" },
+        h(
+          "h3",
+          { class: "path", id: titleId, title: folder.path },
+          head ? h("span", { class: "path-head" }, head) : null,
+          h("span", { class: "path-tail" }, tail),
+        ),
+        h(
+          "p",
+          { class: "meta" },
+          where ? h("span", null, where) : h("span", null, "Not bound to a channel yet"),
+          folder.runnerId ? h("span", { class: "meta-faint", title: "Runner id" }, folder.runnerId) : null,
+        ),
+      ),
+      h(
+        "span",
+        { class: "badge", "data-state": folder.state },
+        icon(state.icon, state.spin ? "spin" : null),
+        h("span", { class: "badge-text" }, state.text),
+      ),
+    ),
+    folder.detail ? h("p", { class: "detail" }, richText(folder.detail)) : null,
+    approvals.length || prompts.length
+      ? h(
+          "ul",
+          { class: "requests", "aria-label": "Waiting for you" },
+          approvals.map((approval) => approvalView(folder, approval)),
+          prompts.map((prompt) => portPromptView(folder, prompt)),
+        )
+      : null,
+    resourcesView(folder),
+    folderActionsView(folder),
+  );
+}
+
+function foldersView() {
+  const folders = (snapshot && snapshot.folders) || [];
+  if (!snapshot) return [h("div", { class: "loading", key: "loading" }, "Loading…")];
+  if (!folders.length) return [emptyView()];
+  return folders.map(folderView);
+}
+
+function shareSlotView() {
+  const folders = (snapshot && snapshot.folders) || [];
+  if (!folders.length) return [];
+  return [
+    button("share", "Share a folder…", { variant: "primary", size: "sm", iconName: "folderPlus", onClick: ACTIONS.share, id: "share-head" }),
+    errorLine("share", "err-share"),
+  ];
+}
+
+function activityView() {
+  const entries = ((snapshot && snapshot.activity) || []).slice();
+  if (!entries.length) {
+    return [h("li", { class: "activity-empty", key: "empty" }, "Nothing yet. What Codex does in your shared folders shows up here.")];
+  }
+  entries.sort((a, b) => (b.at || 0) - (a.at || 0));
+  const folders = new Map(((snapshot && snapshot.folders) || []).map((folder) => [folder.id, folder]));
+  const seen = new Map();
+  const now = Date.now();
+  return entries.slice(0, 100).map((entry) => {
+    const base = `${entry.at}|${entry.folderId}|${entry.text}`;
+    const n = (seen.get(base) || 0) + 1;
+    seen.set(base, n);
+    const level = LEVELS[entry.level] || LEVELS.info;
+    const folder = folders.get(entry.folderId);
+    return h(
+      "li",
+      { class: "activity-item", key: `${base}|${n}`, "data-level": entry.level || "info" },
+      h("span", { class: "activity-icon", role: "img", "aria-label": level.text }, icon(level.icon)),
+      h(
+        "div",
+        { class: "activity-body" },
+        h("p", { class: "activity-text" }, richText(entry.text)),
+        h(
+          "p",
+          { class: "activity-meta" },
+          h("time", { datetime: new Date(entry.at).toISOString(), title: new Date(entry.at).toLocaleString() }, relativeTime(entry.at, now)),
+          folder ? h("span", { title: folder.path }, basename(folder.path)) : null,
+        ),
+      ),
+    );
+  });
+}
+
+function pendingCount() {
+  let count = 0;
+  for (const folder of (snapshot && snapshot.folders) || []) {
+    count += (folder.approvals || []).length + (folder.portPrompts || []).length;
+  }
+  return count;
+}
+
+// ---------------------------------------------------------------- settings form
+
+const form = $("#settings-form");
+const fields = {
+  kandanUrl: $("#s-kandanUrl"),
+  listenUser: $("#s-listenUser"),
+  codexBin: $("#s-codexBin"),
+  codeServerBin: $("#s-codeServerBin"),
+  model: $("#s-model"),
+  reasoningEffort: $("#s-reasoningEffort"),
+  fast: $("#s-fast"),
+  allowedRoots: $("#s-allowedRoots"),
+  forwardPorts: $("#s-forwardPorts"),
+  streamFlushMs: $("#s-streamFlushMs"),
+};
+let settingsDirty = false;
+let settingsSavedAt = 0;
+
+function fillSettings(settings, { force = false } = {}) {
+  if (!settings) return;
+  const values = {
+    kandanUrl: settings.kandanUrl || "",
+    listenUser: settings.listenUser || "",
+    codexBin: settings.codexBin || "",
+    codeServerBin: settings.codeServerBin || "",
+    model: settings.model || "",
+    reasoningEffort: settings.reasoningEffort || "",
+    allowedRoots: (settings.allowedRoots || []).join("\n"),
+    forwardPorts: (settings.forwardPorts || []).join(", "),
+    streamFlushMs: settings.streamFlushMs == null ? "" : String(settings.streamFlushMs),
+  };
+  const effort = fields.reasoningEffort;
+  if (values.reasoningEffort && ![...effort.options].some((option) => option.value === values.reasoningEffort)) {
+    effort.append(new Option(values.reasoningEffort, values.reasoningEffort));
+  }
+  for (const [name, value] of Object.entries(values)) {
+    const input = fields[name];
+    if (!force && input === document.activeElement) continue;
+    if (input.value !== value) input.value = value;
+  }
+  if (force || fields.fast !== document.activeElement) fields.fast.checked = !!settings.fast;
+}
+
+function setFieldError(input) {
+  for (const field of Object.values(fields)) field.removeAttribute("aria-invalid");
+  if (input) input.setAttribute("aria-invalid", "true");
+}
+
+function readSettings() {
+  const text = (name) => fields[name].value.trim();
+  const optional = (name) => text(name) || null;
+  const fail = (input, message) => {
+    const error = new Error(message);
+    error.input = input;
+    throw error;
+  };
+  if (!text("kandanUrl")) fail(fields.kandanUrl, "Enter the Kandan server address, e.g. wss://serve.kandanai.com.");
+  if (!text("codexBin")) fail(fields.codexBin, "Enter the Codex program (usually just “codex”).");
+  const ports = [];
+  for (const part of text("forwardPorts").split(/[\s,]+/).filter(Boolean)) {
+    const port = Number(part);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) fail(fields.forwardPorts, `“${part}” is not a port number (1–65535).`);
+    if (!ports.includes(port)) ports.push(port);
+  }
+  let flush = null;
+  if (text("streamFlushMs")) {
+    flush = Number(text("streamFlushMs"));
+    if (!Number.isInteger(flush) || flush < 10 || flush > 10000) {
+      fail(fields.streamFlushMs, "The stream flush interval must be a whole number of milliseconds from 10 to 10000.");
+    }
+  }
+  const base = (snapshot && snapshot.settings) || {};
+  return {
+    ...base,
+    kandanUrl: text("kandanUrl"),
+    listenUser: optional("listenUser"),
+    codexBin: text("codexBin"),
+    codeServerBin: optional("codeServerBin"),
+    model: optional("model"),
+    reasoningEffort: optional("reasoningEffort"),
+    fast: fields.fast.checked,
+    allowedRoots: fields.allowedRoots.value.split(/[\n,]/).map((root) => root.trim()).filter(Boolean),
+    forwardPorts: ports,
+    streamFlushMs: flush == null ? base.streamFlushMs ?? null : flush,
+  };
+}
+
+function renderSettings() {
+  const save = $("#settings-save");
+  const saving = busy.has("save");
+  save.setAttribute("aria-busy", saving ? "true" : "false");
+  if (saving) save.setAttribute("aria-disabled", "true");
+  else save.removeAttribute("aria-disabled");
+  $("#settings-revert").hidden = !settingsDirty;
+  const error = errors.get("save");
+  patch($("#settings-error"), error ? [icon("error"), h("span", null, error)] : []);
+  const status = $("#settings-status");
+  const statusText = settingsDirty ? "Unsaved changes" : settingsSavedAt ? "Saved" : "";
+  if (status.textContent !== statusText) status.textContent = statusText;
+  status.dataset.kind = settingsDirty ? "dirty" : "saved";
+  if (snapshot && !settingsDirty) fillSettings(snapshot.settings);
+
+  const toggle = $("#autostart");
+  const toggling = busy.has("autostart");
+  toggle.setAttribute("aria-busy", toggling ? "true" : "false");
+  if (snapshot && !toggling && toggle.checked !== !!snapshot.autostart) toggle.checked = !!snapshot.autostart;
+  const autostartError = errors.get("autostart");
+  patch($("#autostart-error"), autostartError ? [icon("error"), h("span", null, autostartError)] : []);
+}
+
+form.addEventListener("input", () => {
+  settingsDirty = true;
+  settingsSavedAt = 0;
+  render();
+});
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (busy.has("save")) return;
+  let settings;
+  try {
+    settings = readSettings();
+  } catch (error) {
+    errors.set("save", error.message);
+    setFieldError(error.input);
+    render();
+    if (error.input) error.input.focus();
+    return;
+  }
+  setFieldError(null);
+  const result = await run("save", "save_settings", { settings });
+  if (!result.ok && !result.skipped) {
+    // A rejection may name its fields ({field, message} problems); mark them.
+    const raw = result.raw;
+    const problems = Array.isArray(raw) ? raw : raw && Array.isArray(raw.problems) ? raw.problems : [];
+    const invalid = problems.map((problem) => problem && fields[problem.field]).filter(Boolean);
+    setFieldError(invalid[0] || null);
+    for (const input of invalid) input.setAttribute("aria-invalid", "true");
+  }
+  if (result.ok) {
+    settingsDirty = false;
+    settingsSavedAt = Date.now();
+    if (snapshot) snapshot.settings = result.value || settings;
+    fillSettings(result.value || settings, { force: true });
+    render();
+  }
+});
+
+$("#settings-revert").addEventListener("click", () => {
+  settingsDirty = false;
+  errors.delete("save");
+  setFieldError(null);
+  if (snapshot) fillSettings(snapshot.settings, { force: true });
+  render();
+  $("#settings-save").focus();
+});
+
+$("#autostart").addEventListener("click", (event) => {
+  if (busy.has("autostart")) event.preventDefault();
+});
+$("#autostart").addEventListener("change", async (event) => {
+  const enabled = event.target.checked;
+  const result = await run("autostart", "set_autostart", { enabled });
+  if (!result.ok && snapshot) event.target.checked = !!snapshot.autostart;
+  if (result.ok && snapshot) {
+    snapshot.autostart = enabled;
+    render();
+  }
+});
+
+// ---------------------------------------------------------------- tabs
+
+const tabs = [$("#tab-folders"), $("#tab-settings")];
+function selectTab(tab, focus) {
+  for (const other of tabs) {
+    const selected = other === tab;
+    other.setAttribute("aria-selected", String(selected));
+    other.tabIndex = selected ? 0 : -1;
+    document.getElementById(other.getAttribute("aria-controls")).hidden = !selected;
+  }
+  if (focus) tab.focus();
+}
+for (const tab of tabs) {
+  tab.addEventListener("click", () => selectTab(tab, false));
+  tab.addEventListener("keydown", (event) => {
+    const index = tabs.indexOf(tab);
+    let next = null;
+    if (event.key === "ArrowRight") next = tabs[(index + 1) % tabs.length];
+    else if (event.key === "ArrowLeft") next = tabs[(index - 1 + tabs.length) % tabs.length];
+    else if (event.key === "Home") next = tabs[0];
+    else if (event.key === "End") next = tabs[tabs.length - 1];
+    if (next) {
+      event.preventDefault();
+      selectTab(next, true);
+    }
+  });
+}
+
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape") return;
+  const card = event.target.closest && event.target.closest("[data-folder]");
+  if (card && confirmingStop.has(card.dataset.folder)) {
+    confirmingStop.delete(card.dataset.folder);
+    pendingFocus = domId("stop", card.dataset.folder);
+    render();
+  }
+});
+
+// ---------------------------------------------------------------- render
+
+function render() {
+  const active = document.activeElement;
+  const activeCard = active && active.closest ? active.closest("[data-folder]") : null;
+  const activeCardId = activeCard ? activeCard.dataset.folder : null;
+
+  renderPill();
+  patch($("#account"), accountView());
+  patch($("#banners"), bannersView());
+  patch($("#notice"), noticeView());
+  patch($("#share-slot"), shareSlotView());
+  patch($("#folders"), foldersView());
+  patch($("#activity"), activityView());
+  const pending = pendingCount();
+  const badge = $("#tab-badge");
+  badge.hidden = pending === 0;
+  const badgeText = pending ? String(pending) : "";
+  if (badge.textContent !== badgeText) badge.textContent = badgeText;
+  badge.setAttribute("aria-hidden", "true");
+  const tabName = pending ? `Folders, ${pending === 1 ? "1 request" : `${pending} requests`} waiting` : "Folders";
+  if ($("#tab-folders").getAttribute("aria-label") !== tabName) $("#tab-folders").setAttribute("aria-label", tabName);
+  renderSettings();
+
+  if (pendingFocus) {
+    const target = document.getElementById(pendingFocus);
+    pendingFocus = null;
+    if (target) target.focus();
+  } else if (activeCardId && (!document.activeElement || document.activeElement === document.body)) {
+    // The focused control went away (e.g. an approval was answered): keep focus in its card.
+    const card = document.querySelector(`[data-folder="${CSS.escape(activeCardId)}"]`);
+    if (card) card.focus({ preventScroll: true });
+  }
+}
+
+function applySnapshot(next, fromEvent) {
+  if (!next || typeof next !== "object") return;
+  if (!fromEvent && gotEvent) return; // an event already brought a newer one
+  if (fromEvent) gotEvent = true;
+  const before = snapshot ? (snapshot.folders || []).length : 0;
+  snapshot = next;
+  if ((snapshot.folders || []).length > before) errors.delete("share"); // a share went through
+  for (const id of [...confirmingStop]) {
+    if (!(snapshot.folders || []).some((folder) => folder.id === id)) confirmingStop.delete(id);
+  }
+  render();
+}
+
+// Relative times age; refresh them now and then (no state is polled).
+setInterval(() => patch($("#activity"), activityView()), 30_000);
+
+async function start() {
+  render();
+  if (!tauri || !tauri.core || !tauri.event) {
+    snapshot = {
+      account: { signedIn: false },
+      trayState: "offline",
+      folders: [],
+      activity: [],
+      settings: {},
+      autostart: false,
+      notice: { level: "error", text: "This page runs inside Linzumi Desktop; it cannot reach the app from here." },
+    };
+    render();
+    return;
+  }
+  try {
+    await tauri.event.listen("snapshot", (event) => applySnapshot(event.payload, true));
+  } catch (error) {
+    console.error("listening for snapshots failed", error);
+  }
+  try {
+    applySnapshot(await invoke("get_snapshot", {}), false);
+  } catch (error) {
+    snapshot = snapshot || { account: {}, trayState: "offline", folders: [], activity: [], settings: {}, autostart: false, notice: null };
+    snapshot.notice = { level: "error", text: `Could not load Linzumi's state: ${errorText(error)}` };
+    render();
+  }
+}
+
+start();
