@@ -17,6 +17,10 @@ APT_PACKAGES=(
   tmux chromium curl
   # code-server (tools/code-server) builds kerberos and searches with ripgrep.
   libkrb5-dev ripgrep python3
+  # The desktop app's tests: a virtual display and session bus, a notification daemon,
+  # an XEmbed tray, WebKit's WebDriver, the Secret Service, and X tools for screenshots.
+  xvfb xauth dbus-x11 dbus-user-session dunst libnotify-bin webkit2gtk-driver trayer
+  xdotool x11-utils imagemagick fonts-dejavu-core at-spi2-core gnome-keyring
 )
 
 log() { printf '==> %s\n' "$*"; }

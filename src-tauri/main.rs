@@ -1,18 +1,140 @@
-//! Linzumi Desktop: the tray front over the runner engine.
+//! Linzumi Desktop: the tray front over the runner engine. The logic lives in
+//! `linzumi-desktop-core` (settings, folder state, tokens, notifications) and the engine;
+//! this crate wires them to Tauri: the tray, the window's commands, the deep link.
 // No console window next to the tray app on Windows release builds.
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
+mod commands;
+mod desktop;
+mod folders;
+mod signin;
 mod tray;
+mod tray_host;
+
+use tauri::Manager;
 
 fn main() {
     let result = tauri::Builder::default()
+        // First: a second launch (e.g. the browser opening a linzumi:// link) hands its
+        // arguments to this process and exits; the deep-link plugin turns them into URLs.
+        .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
+            // The deep-link plugin delivers the URL in the arguments as an open-url event.
+            show_window(app);
+        }))
+        .plugin(tauri_plugin_deep_link::init())
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            Some(vec!["--hidden"]),
+        ))
+        .plugin(tauri_plugin_dialog::init())
+        .plugin(tauri_plugin_shell::init())
+        .invoke_handler(tauri::generate_handler![
+            commands::get_snapshot,
+            commands::share_folder,
+            commands::stop_sharing,
+            commands::resolve_approval,
+            commands::resolve_port_forward,
+            commands::sign_in,
+            commands::sign_out,
+            commands::save_settings,
+            commands::set_autostart,
+        ])
         .setup(|app| {
-            tray::install(app.handle())?;
+            let config_path = std::env::var_os("LINZUMI_DESKTOP_CONFIG")
+                .map(std::path::PathBuf::from)
+                .map_or_else(
+                    linzumi_desktop_core::settings::ConfigStore::default_path,
+                    Ok,
+                )?;
+            let desktop = desktop::Desktop::open(app.handle().clone(), config_path);
+            app.manage(desktop.clone());
+            let model = tray::TrayModel {
+                state: linzumi_desktop_core::folder_state::TrayState::Idle,
+                signed_in: false,
+                autostart: false,
+                folders: Vec::new(),
+            };
+            tray::install(app.handle(), &model, on_menu)?;
+            #[cfg(any(target_os = "linux", windows))]
+            {
+                use tauri_plugin_deep_link::DeepLinkExt as _;
+                // Linux and Windows learn the scheme at run time; bundles declare it too.
+                if let Err(error) = app.deep_link().register_all() {
+                    tracing::warn!(%error, "could not register the linzumi:// scheme");
+                }
+            }
+            {
+                use tauri_plugin_deep_link::DeepLinkExt as _;
+                let links = desktop.clone();
+                app.deep_link().on_open_url(move |event| {
+                    for url in event.urls() {
+                        links.deep_link(&url);
+                    }
+                });
+                if let Ok(Some(urls)) = app.deep_link().get_current() {
+                    for url in urls {
+                        desktop.deep_link(&url);
+                    }
+                }
+            }
+            if !tray_host::available() {
+                show_window(app.handle());
+            }
+            desktop.publish();
+            let resume = desktop.clone();
+            tauri::async_runtime::spawn(async move { resume.resume().await });
             Ok(())
         })
         .run(tauri::generate_context!());
     if let Err(error) = result {
         eprintln!("linzumi-desktop: {error}");
         std::process::exit(1);
+    }
+}
+
+fn on_menu(app: &tauri::AppHandle, action: tray::MenuAction) {
+    use tray::{FolderAction, MenuAction};
+    let Some(desktop) = app.try_state::<std::sync::Arc<desktop::Desktop<tauri::Wry>>>() else {
+        return;
+    };
+    let desktop = desktop.inner().clone();
+    match action {
+        MenuAction::Quit => app.exit(0),
+        MenuAction::OpenWindow
+        | MenuAction::Share
+        | MenuAction::Folder {
+            action:
+                FolderAction::OpenEditor | FolderAction::ShowPreviews | FolderAction::OpenInKandan,
+            ..
+        } => show_window(app),
+        MenuAction::ToggleAutostart => {
+            let enabled = !desktop.snapshot().autostart;
+            let _ = desktop.set_autostart(enabled);
+        }
+        MenuAction::SignIn => {
+            if let Err(message) = desktop.sign_in() {
+                tracing::warn!(%message, "sign-in did not start");
+            }
+        }
+        MenuAction::SignOut => {
+            tauri::async_runtime::spawn(async move {
+                let _ = desktop.sign_out().await;
+            });
+        }
+        MenuAction::Folder {
+            id,
+            action: FolderAction::StopSharing,
+        } => {
+            tauri::async_runtime::spawn(async move {
+                let _ = desktop.stop_sharing(&id).await;
+            });
+        }
+    }
+}
+
+fn show_window<R: tauri::Runtime>(app: &tauri::AppHandle<R>) {
+    if let Some(window) = app.get_webview_window("main") {
+        let _ = window.show();
+        let _ = window.set_focus();
     }
 }
