@@ -253,6 +253,13 @@ impl DesktopConfig {
         if !canonical.is_dir() {
             return Err(FolderError::NotAFolder { path: canonical });
         }
+        if canonical.to_str().is_none() {
+            // It could not be written to desktop.json or shown in the window.
+            return Err(FolderError::Unusable {
+                path: canonical,
+                reason: "its name is not valid Unicode".to_owned(),
+            });
+        }
         if let Some(existing) = self.folders.iter().find(|folder| {
             fs::canonicalize(&folder.path).unwrap_or(folder.path.clone()) == canonical
         }) {
@@ -751,6 +758,19 @@ mod tests {
                 .ends_with("cannot be shared: it does not exist."),
             "{missing}"
         );
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::ffi::OsStrExt as _;
+            let odd = dir.join(std::ffi::OsStr::from_bytes(b"odd-\xff"));
+            fs::create_dir(&odd).unwrap();
+            let error = config.add_folder(&odd).unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .ends_with("its name is not valid Unicode."),
+                "{error}"
+            );
+        }
         assert_eq!(config.folders.len(), 1);
 
         assert!(config.folder(&added.id).is_some());

@@ -6,7 +6,6 @@
 //! The test at the bottom pins the exact JSON shape, so the contract cannot drift
 //! silently: change the UI in the same commit as that test.
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use serde::Serialize;
 
@@ -42,7 +41,7 @@ pub struct AccountSnapshot {
 #[serde(rename_all = "camelCase")]
 pub struct FolderSnapshot {
     pub id: String,
-    pub path: PathBuf,
+    pub path: String,
     pub runner_id: String,
     pub workspace: Option<String>,
     pub channel: Option<String>,
@@ -162,7 +161,7 @@ fn folder_snapshot(
 ) -> FolderSnapshot {
     FolderSnapshot {
         id: folder.id.clone(),
-        path: folder.path.clone(),
+        path: folder.path.to_string_lossy().into_owned(),
         runner_id: folder.runner_id.clone(),
         workspace: folder.workspace.clone(),
         channel: folder.channel.clone(),
