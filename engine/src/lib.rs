@@ -10,6 +10,7 @@ pub mod http;
 pub mod kandan_url;
 pub mod phoenix;
 pub mod ports;
+pub mod private_file;
 pub mod process_tree;
 pub mod protocol;
 pub mod runner;

@@ -35,8 +35,8 @@
 //!
 //! Two processes saving at the same moment can lose one of the two updates (the file is
 //! never torn); the loser simply authorizes again next time.
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write as _};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -47,6 +47,7 @@ use serde_json::Value;
 use super::api::OAuthToken;
 use super::{AccessToken, AuthScope};
 use crate::kandan_url::KandanUrl;
+use crate::private_file;
 
 /// The cache file format this code reads and writes.
 pub const CACHE_VERSION: u64 = 1;
@@ -242,17 +243,7 @@ impl FileTokenStore {
 
     /// Renames the cache to `<name>.corrupt-<unix ms>` and starts empty.
     fn set_aside(&self, problem: &str) -> Result<Vec<CacheEntry>, TokenStoreError> {
-        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
-        name.push(format!(".corrupt-{}", unix_now().as_millis()));
-        let mut aside = self.path.with_file_name(&name);
-        let mut attempt = 1;
-        while aside.exists() {
-            let mut numbered = name.clone();
-            numbered.push(format!("-{attempt}"));
-            aside = self.path.with_file_name(numbered);
-            attempt += 1;
-        }
-        fs::rename(&self.path, &aside)
+        let aside = private_file::set_aside(&self.path)
             .map_err(|error| self.io_error("move aside the unusable", &error))?;
         tracing::warn!(
             path = %self.path.display(),
@@ -272,28 +263,8 @@ impl FileTokenStore {
         let mut json = serde_json::to_vec_pretty(&cache)
             .map_err(|error| TokenStoreError::Backend(error.to_string()))?;
         json.push(b'\n');
-        let folder = match self.path.parent() {
-            Some(folder) if !folder.as_os_str().is_empty() => folder.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        if !folder.exists() {
-            create_private_folder(&folder)
-                .map_err(|error| self.io_error("create the folder of", &error))?;
-        }
-        let mut temp_name = std::ffi::OsString::from(".");
-        temp_name.push(self.path.file_name().unwrap_or_default());
-        temp_name.push(format!(
-            ".{}.{}.tmp",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        let temp = folder.join(temp_name);
-        let written = write_private_file(&temp, &json).and_then(|()| fs::rename(&temp, &self.path));
-        if let Err(error) = written {
-            let _ = fs::remove_file(&temp);
-            return Err(self.io_error("write", &error));
-        }
-        Ok(())
+        private_file::write_atomically(&self.path, &json)
+            .map_err(|failed| self.io_error(failed.action, &failed.error))
     }
 }
 
@@ -358,33 +329,6 @@ fn parse(bytes: &[u8]) -> Result<CacheFile, String> {
         _ => serde_json::from_value(value)
             .map_err(|_| "it does not have the expected version and tokens fields".to_owned()),
     }
-}
-
-#[cfg(unix)]
-fn create_private_folder(folder: &Path) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt as _;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(folder)
-}
-
-#[cfg(not(unix))]
-fn create_private_folder(folder: &Path) -> io::Result<()> {
-    fs::create_dir_all(folder)
-}
-
-fn write_private_file(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(contents)?;
-    file.sync_all()
 }
 
 fn unix_now() -> std::time::Duration {

@@ -14,12 +14,13 @@
 //!   setting needs no new `version`.
 //!
 //! The JSON uses camelCase names, the same as the UI snapshot.
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write as _};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use linzumi_engine::kandan_url::{KandanUrl, KandanUrlError};
+use linzumi_engine::private_file;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -394,28 +395,8 @@ impl ConfigStore {
             reason: error.to_string(),
         })?;
         json.push(b'\n');
-        let folder = match self.path.parent() {
-            Some(folder) if !folder.as_os_str().is_empty() => folder.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        if !folder.exists() {
-            create_private_folder(&folder)
-                .map_err(|error| self.io_error("create the folder of", &error))?;
-        }
-        let mut temp_name = std::ffi::OsString::from(".");
-        temp_name.push(self.path.file_name().unwrap_or_default());
-        temp_name.push(format!(
-            ".{}.{}.tmp",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ));
-        let temp = folder.join(temp_name);
-        let written = write_private_file(&temp, &json).and_then(|()| fs::rename(&temp, &self.path));
-        if let Err(error) = written {
-            let _ = fs::remove_file(&temp);
-            return Err(self.io_error("write", &error));
-        }
-        Ok(())
+        private_file::write_atomically(&self.path, &json)
+            .map_err(|failed| self.io_error(failed.action, &failed.error))
     }
 
     fn io_error(&self, action: &'static str, error: &io::Error) -> ConfigError {
@@ -428,17 +409,7 @@ impl ConfigStore {
 
     /// Renames the file to `<name>.corrupt-<unix ms>` and starts from defaults.
     fn set_aside(&self, problem: &str) -> Result<Loaded, ConfigError> {
-        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
-        name.push(format!(".corrupt-{}", unix_now().as_millis()));
-        let mut aside = self.path.with_file_name(&name);
-        let mut attempt = 1;
-        while aside.exists() {
-            let mut numbered = name.clone();
-            numbered.push(format!("-{attempt}"));
-            aside = self.path.with_file_name(numbered);
-            attempt += 1;
-        }
-        fs::rename(&self.path, &aside)
+        let aside = private_file::set_aside(&self.path)
             .map_err(|error| self.io_error("move aside the unusable", &error))?;
         tracing::warn!(
             path = %self.path.display(),
@@ -477,33 +448,6 @@ fn newer_version(bytes: &[u8]) -> Option<u64> {
         .get("version")
         .and_then(Value::as_u64)
         .filter(|version| *version > CONFIG_VERSION)
-}
-
-#[cfg(unix)]
-fn create_private_folder(folder: &Path) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt as _;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(folder)
-}
-
-#[cfg(not(unix))]
-fn create_private_folder(folder: &Path) -> io::Result<()> {
-    fs::create_dir_all(folder)
-}
-
-fn write_private_file(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(contents)?;
-    file.sync_all()
 }
 
 fn unix_now() -> std::time::Duration {
