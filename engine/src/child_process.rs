@@ -151,6 +151,11 @@ mod tests {
         assert!(process_tree::alive(sleeper));
         tree.terminate(Signal::Interrupt, Duration::from_secs(2))
             .await;
+        // SIGKILL is delivered asynchronously: give the kernel a moment to act on it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while process_tree::alive(sleeper) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert!(!process_tree::alive(sleeper));
         assert_eq!(tree.pid(), None);
     }
