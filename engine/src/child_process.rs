@@ -2,9 +2,10 @@
 //! server): its last output lines kept for "why did it die" messages, and ending it ends
 //! everything it started (see [`crate::process_tree`]), also when it is dropped.
 use std::collections::VecDeque;
+use std::future::Future;
 use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
@@ -61,6 +62,16 @@ impl OutputTail {
     }
 }
 
+/// How waiting for a server to come up ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// It exited first, with this status.
+    Exited(String),
+    /// It did not get ready in time; it has been ended.
+    TimedOut,
+}
+
 /// A spawned process and the tree it starts.
 pub struct ChildTree {
     child: Child,
@@ -91,6 +102,57 @@ impl ChildTree {
     /// Resolves when the process exits.
     pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
         self.child.wait().await
+    }
+
+    /// Keeps the last `capacity` lines of its (piped) stdout and stderr in one tail,
+    /// handing each line to `log` first.
+    pub fn capture_output(&mut self, capacity: usize, log: fn(&str)) -> OutputTail {
+        let tail = OutputTail::new(capacity);
+        if let Some(stdout) = self.child.stdout.take() {
+            tail.follow(stdout, log);
+        }
+        if let Some(stderr) = self.child.stderr.take() {
+            tail.follow(stderr, log);
+        }
+        tail
+    }
+
+    /// Tries `probe` every `poll` until it answers `true`, the process exits, or
+    /// `timeout` passes (then the tree is ended with SIGINT, SIGKILL after 1 s).
+    pub async fn wait_ready<F, Fut>(
+        &mut self,
+        timeout: Duration,
+        poll: Duration,
+        mut probe: F,
+    ) -> Readiness
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            tokio::select! {
+                status = self.child.wait() => {
+                    // Let the output readers store the last lines.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    return Readiness::Exited(status.map_or_else(
+                        |error| error.to_string(),
+                        |status| status.to_string(),
+                    ));
+                }
+                ready = probe() => {
+                    if ready {
+                        return Readiness::Ready;
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                self.terminate(Signal::Interrupt, Duration::from_secs(1))
+                    .await;
+                return Readiness::TimedOut;
+            }
+            tokio::time::sleep(poll).await;
+        }
     }
 
     /// Ends the process and everything it started: `first` (SIGTERM, or SIGINT for

@@ -7,14 +7,14 @@
 //! is refused, so the token never goes anywhere but Kandan.
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use tokio::process::Command;
 use tracing::debug;
 
 use super::launch::{LaunchSpec, free_loopback_port};
-use crate::child_process::{ChildTree, OutputTail};
+use crate::child_process::{ChildTree, OutputTail, Readiness};
 use crate::kandan_url::KandanUrl;
 use crate::process_tree::Signal;
 use crate::protocol::controls::EditorCollaboration;
@@ -58,6 +58,15 @@ pub struct CollaborationServer {
     pub process: ChildTree,
     pub port: u16,
     pub output: OutputTail,
+}
+
+impl CollaborationServer {
+    /// SIGINT to its tree, SIGKILL after the editor's grace.
+    pub async fn stop(&mut self) {
+        self.process
+            .terminate(Signal::Interrupt, super::launch::STOP_GRACE)
+            .await;
+    }
 }
 
 /// Prepares collaboration before code-server starts: the extension installed, its server
@@ -189,51 +198,31 @@ async fn start_server(
     };
     let mut process = ChildTree::spawn(command)
         .map_err(|error| failed(format!("{} could not be run: {error}", node.display())))?;
-    let output = OutputTail::new(OUTPUT_TAIL);
-    for stream in [
-        process
-            .child_mut()
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        process
-            .child_mut()
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-    ]
-    .into_iter()
-    .flatten()
+    let output = process.capture_output(OUTPUT_TAIL, |line| {
+        debug!(target: "collaboration_server", "{line}");
+    });
+    let listening = || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    };
+    match process
+        .wait_ready(SERVER_READY_TIMEOUT, Duration::from_millis(100), listening)
+        .await
     {
-        output.follow(
-            stream,
-            |line| debug!(target: "collaboration_server", "{line}"),
-        );
-    }
-    let deadline = Instant::now() + SERVER_READY_TIMEOUT;
-    loop {
-        tokio::select! {
-            status = process.wait() => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let status = status.map_or_else(|error| error.to_string(), |status| status.to_string());
-                return Err(failed(format!("it exited ({status}); its last output:\n{}", output.text())));
-            }
-            connected = tokio::net::TcpStream::connect(("127.0.0.1", port)) => {
-                if connected.is_ok() {
-                    return Ok(CollaborationServer { process, port, output });
-                }
-            }
-        }
-        if Instant::now() >= deadline {
-            process
-                .terminate(Signal::Interrupt, Duration::from_secs(1))
-                .await;
-            return Err(failed(format!(
-                "nothing listened on 127.0.0.1:{port} within {SERVER_READY_TIMEOUT:?}; its last output:\n{}",
-                output.text()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        Readiness::Ready => Ok(CollaborationServer {
+            process,
+            port,
+            output,
+        }),
+        Readiness::Exited(status) => Err(failed(format!(
+            "it exited ({status}); its last output:\n{}",
+            output.text()
+        ))),
+        Readiness::TimedOut => Err(failed(format!(
+            "nothing listened on 127.0.0.1:{port} within {SERVER_READY_TIMEOUT:?}; its last output:\n{}",
+            output.text()
+        ))),
     }
 }
 

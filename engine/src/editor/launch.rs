@@ -3,7 +3,7 @@
 //! read or written), and ready only once it answers HTTP.
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Empty;
@@ -12,7 +12,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::process::Command;
 use tracing::debug;
 
-use crate::child_process::{ChildTree, OutputTail};
+use crate::child_process::{ChildTree, OutputTail, Readiness};
 use crate::process_tree::Signal;
 
 /// How long code-server may take to answer its health check.
@@ -205,48 +205,30 @@ async fn launch_on(spec: &LaunchSpec, port: u16) -> Result<CodeServer, LaunchErr
         }
         _ => LaunchError::Io(error),
     })?;
-    let output = OutputTail::new(OUTPUT_TAIL);
-    if let Some(stdout) = process.child_mut().stdout.take() {
-        output.follow(stdout, |line| debug!(target: "code_server", "{line}"));
-    }
-    if let Some(stderr) = process.child_mut().stderr.take() {
-        output.follow(stderr, |line| debug!(target: "code_server", "{line}"));
-    }
-
-    let deadline = Instant::now() + READY_TIMEOUT;
+    let output =
+        process.capture_output(OUTPUT_TAIL, |line| debug!(target: "code_server", "{line}"));
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    loop {
-        tokio::select! {
-            status = process.wait() => {
-                let status = match status {
-                    Ok(status) => status.to_string(),
-                    Err(error) => error.to_string(),
-                };
-                // Let the readers store the last lines.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let tail = output.text();
-                if tail.contains("EADDRINUSE") {
-                    return Err(LaunchError::PortInUse { port });
-                }
-                return Err(LaunchError::Exited { status, tail });
-            }
-            healthy = healthy(&client, port) => {
-                if healthy {
-                    return Ok(CodeServer { process, port, output });
-                }
-            }
+    match process
+        .wait_ready(READY_TIMEOUT, READY_POLL, || healthy(&client, port))
+        .await
+    {
+        Readiness::Ready => Ok(CodeServer {
+            process,
+            port,
+            output,
+        }),
+        Readiness::Exited(_) if output.text().contains("EADDRINUSE") => {
+            Err(LaunchError::PortInUse { port })
         }
-        if Instant::now() >= deadline {
-            process
-                .terminate(Signal::Interrupt, Duration::from_secs(1))
-                .await;
-            return Err(LaunchError::Timeout {
-                port,
-                timeout: READY_TIMEOUT,
-                tail: output.text(),
-            });
-        }
-        tokio::time::sleep(READY_POLL).await;
+        Readiness::Exited(status) => Err(LaunchError::Exited {
+            status,
+            tail: output.text(),
+        }),
+        Readiness::TimedOut => Err(LaunchError::Timeout {
+            port,
+            timeout: READY_TIMEOUT,
+            tail: output.text(),
+        }),
     }
 }
 

@@ -20,12 +20,10 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use crate::child_process::ChildTree;
 use crate::forwarding::websocket_relay::Emit;
-use crate::process_tree::Signal;
 use crate::protocol::controls::{EditorCollaboration, StartLocalEditor};
 use crate::runner::allowed_cwd;
-use crate::runner::state::RunnerState;
+use crate::runner::state::{self as state_of_runner, RunnerState};
 use collaboration::{CollaborationAccess, CollaborationServer};
 use launch::{CodeServer, LaunchSpec};
 use runtime_source::EditorRuntime;
@@ -162,10 +160,7 @@ impl LocalEditor {
             Ok(editor) => editor,
             Err(error) => {
                 if let Some((_, server)) = collaboration.as_mut() {
-                    server
-                        .process
-                        .terminate(Signal::Interrupt, launch::STOP_GRACE)
-                        .await;
+                    server.stop().await;
                 }
                 return Err(refused(error.to_string()));
             }
@@ -244,7 +239,7 @@ impl LocalEditor {
             };
             editor.stop().await;
             if let Some(server) = collaboration.as_mut() {
-                end_tree(&mut server.process).await;
+                server.stop().await;
             }
             if let Ok(mut stops) = this.inner.stops.lock() {
                 stops.remove(&running.generation);
@@ -323,13 +318,7 @@ impl LocalEditor {
     }
 
     fn capabilities(&self, revoked: &[u16]) -> Value {
-        let mut capabilities = self
-            .inner
-            .context
-            .state
-            .lock()
-            .map(|state| state.capabilities())
-            .unwrap_or(Value::Null);
+        let mut capabilities = state_of_runner::capabilities_of(&self.inner.context.state);
         if !revoked.is_empty() {
             capabilities["revokedPorts"] = json!(revoked);
         }
@@ -343,12 +332,6 @@ impl LocalEditor {
         };
         change(&mut slot)
     }
-}
-
-async fn end_tree(process: &mut ChildTree) {
-    process
-        .terminate(Signal::Interrupt, launch::STOP_GRACE)
-        .await;
 }
 
 fn collaboration_event(block: &EditorCollaboration, port: u16) -> Value {

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::allowed_cwd;
 use super::approvals::PendingApprovals;
-use super::state::RunnerState;
+use super::state::{self, RunnerState};
 use super::turns::ActiveTurns;
 use crate::codex::protocol::{
     ThreadReadParams, ThreadResumeParams, ThreadStartParams, TurnInterruptParams, TurnSteerParams,
@@ -141,7 +141,7 @@ pub async fn handle(env: ControlEnv, control: KandanControl) -> ControlOutcome {
                     event: editor::STATUS_EVENT,
                     payload: json!({"instanceId": env.instance_id, "requestId": control.request_id,
                         "ok": false, "reason": "this runner was started without an editor",
-                        "capabilities": env.state.lock().map(|state| state.capabilities()).unwrap_or(Value::Null)}),
+                        "capabilities": state::capabilities_of(&env.state)}),
                 };
             };
             // It pushes its own status, in order with the exit it may report later.

@@ -503,10 +503,7 @@ impl Runner {
 }
 
 fn join_payload(state: &Mutex<RunnerState>) -> Value {
-    let capabilities = state
-        .lock()
-        .map(|state| state.capabilities())
-        .unwrap_or(Value::Null);
+    let capabilities = state::capabilities_of(state);
     json!({
         "clientName": CLIENT_NAME,
         "version": env!("CARGO_PKG_VERSION"),
@@ -833,11 +830,7 @@ impl Loop {
     }
 
     fn push_heartbeat(&self) {
-        let capabilities = self
-            .state
-            .lock()
-            .map(|state| state.capabilities())
-            .unwrap_or(Value::Null);
+        let capabilities = state::capabilities_of(&self.state);
         let runtime = &self.options.runtime;
         self.outbox.send(
             "heartbeat",

@@ -97,6 +97,14 @@ impl RunnerState {
     }
 }
 
+/// The capabilities of the shared state right now (`null` if its lock is poisoned).
+pub fn capabilities_of(state: &std::sync::Mutex<RunnerState>) -> Value {
+    state
+        .lock()
+        .map(|state| state.capabilities())
+        .unwrap_or(Value::Null)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
