@@ -145,7 +145,15 @@ fn report(event: &RunnerEvent) {
             "Port-forward {request_id} {} by {by}.",
             if *approved { "approved" } else { "denied" }
         ),
+        RunnerEvent::PortForwardRevoked { port } => {
+            eprintln!("Port {port} is no longer forwarded: another process listens on it now.");
+        }
+        RunnerEvent::EditorStarted { port, .. } => {
+            eprintln!("The editor is running on 127.0.0.1:{port}.");
+        }
+        RunnerEvent::EditorExited { reason } => eprintln!("The editor stopped: {reason}"),
         RunnerEvent::ApprovalWithdrawn { .. }
+        | RunnerEvent::TurnStarted { .. }
         | RunnerEvent::TurnFinished { .. }
         | RunnerEvent::EditorRuntime(_)
         | RunnerEvent::Stopped => {}

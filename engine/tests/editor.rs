@@ -16,7 +16,7 @@ use linzumi_engine::editor::runtime_source::RuntimeSource;
 use linzumi_engine::kandan_url::KandanUrl;
 use linzumi_engine::ports::listen_table;
 use linzumi_engine::process_tree::{self, ProcessTable, Signal};
-use linzumi_engine::runner::{EditorOptions, Runner};
+use linzumi_engine::runner::{EditorOptions, Runner, RunnerEvent};
 use serde_json::{Value, json};
 use support::dev_server::preview_client;
 use support::{Harness, Project, RUNNER_ID, TOPIC, WAIT};
@@ -305,6 +305,59 @@ async fn an_editor_that_crashes_has_its_port_revoked() {
     // And a new start works again.
     let again = editor.open(&editor.harness.project.dir, "again").await;
     assert_eq!(again["ok"], true, "{again}");
+}
+
+/// The next editor event of the runner's event stream.
+async fn next_editor_event(
+    events: &mut tokio::sync::broadcast::Receiver<RunnerEvent>,
+) -> RunnerEvent {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let event = events.recv().await.unwrap();
+            if let RunnerEvent::EditorStarted { .. } | RunnerEvent::EditorExited { .. } = event {
+                return event;
+            }
+        }
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_desktop_opens_the_editor_the_way_kandan_does() {
+    let editor = Editor::real("editor-desktop").await;
+    let mut events = editor.runner.events();
+
+    let address = editor.runner.open_editor().await.unwrap();
+    assert!(accepts(address.port));
+    let folder = editor.harness.project.dir.to_string_lossy().into_owned();
+    assert!(address.path.starts_with("/?folder="), "{address:?}");
+    assert_eq!(
+        next_editor_event(&mut events).await,
+        RunnerEvent::EditorStarted {
+            port: address.port,
+            path: address.path.clone()
+        }
+    );
+    // Kandan hears of it as of its own start_local_editor.
+    let status = editor
+        .harness
+        .event(|event| event.event == "local_editor_status" && event.payload["ok"] == true)
+        .await
+        .payload;
+    assert_eq!(port_of(&status), address.port);
+    assert_eq!(status["cwd"], json!(folder));
+
+    // A second open reuses the running editor.
+    assert_eq!(editor.runner.open_editor().await.unwrap(), address);
+
+    process_tree::signal(&[listener_pid(address.port)], Signal::Kill);
+    match next_editor_event(&mut events).await {
+        RunnerEvent::EditorExited { reason } => {
+            assert!(reason.starts_with("code-server exited"), "{reason}");
+        }
+        other => panic!("expected the exit, got {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -500,6 +500,7 @@ async fn the_first_answer_wins_between_the_desktop_and_the_chat() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_listener_restarted_by_another_process_is_revoked_and_asked_again() {
     let (harness, mut runner, thread) = dev_session("revoke").await;
+    let mut events = runner.events();
     let port = free_port();
     codex_starts_dev_servers(&harness, &thread, &[port]).await;
     let first = wait_rows(&harness, &thread, PROMPT, port, 1)
@@ -532,6 +533,15 @@ async fn a_listener_restarted_by_another_process_is_revoked_and_asked_again() {
         .await;
     assert_eq!(revoked.payload["port"], port);
     assert_eq!(revoked.payload["pid"], first_pid);
+    // The desktop takes the port's preview link down.
+    tokio::time::timeout(support::WAIT, async {
+        while !matches!(
+            events.recv().await,
+            Ok(RunnerEvent::PortForwardRevoked { port: revoked }) if revoked == port
+        ) {}
+    })
+    .await
+    .unwrap();
     assert_eq!(
         revoked.payload["capabilities"]["revokedPorts"],
         json!([port])

@@ -196,16 +196,22 @@ async fn approvals_from_a_control_and_from_chat() {
     );
     assert_eq!(waiting["approval_allowed_actor_slug"], "tester");
     assert_eq!(waiting["approval_choices"][0]["decision"], "approve");
-    // The desktop would show this as a notification.
-    let requested = tokio::time::timeout(support::WAIT, async {
+    // The desktop shows the folder working, then this as a notification.
+    let (started, requested) = tokio::time::timeout(support::WAIT, async {
+        let mut started = None;
         loop {
-            if let Ok(RunnerEvent::ApprovalRequested { request_id, .. }) = events.recv().await {
-                return request_id;
+            match events.recv().await {
+                Ok(RunnerEvent::TurnStarted { seq }) => started = Some(seq),
+                Ok(RunnerEvent::ApprovalRequested { request_id, .. }) => {
+                    return (started, request_id);
+                }
+                _ => {}
             }
         }
     })
     .await
     .unwrap();
+    assert_eq!(started, Some(first));
     assert_eq!(requested, request_id);
     // Someone who is not the listen user cannot answer.
     harness

@@ -22,6 +22,7 @@ use tracing::{info, warn};
 
 use crate::forwarding::websocket_relay::Emit;
 use crate::protocol::controls::{EditorCollaboration, StartLocalEditor};
+use crate::runner::RunnerEvent;
 use crate::runner::allowed_cwd;
 use crate::runner::state::{self as state_of_runner, RunnerState};
 use collaboration::{CollaborationAccess, CollaborationServer};
@@ -30,6 +31,13 @@ use runtime_source::EditorRuntime;
 use state::{EditorSlot, RunningEditor};
 
 pub const STATUS_EVENT: &str = "local_editor_status";
+
+/// Where a running editor serves the shared folder: `http://127.0.0.1:<port><path>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EditorAddress {
+    pub port: u16,
+    pub path: String,
+}
 
 /// What the editor needs from the runner.
 #[derive(Clone)]
@@ -43,6 +51,8 @@ pub struct EditorContext {
     pub state: Arc<Mutex<RunnerState>>,
     /// Pushes `local_editor_status` (in order with the runner's other pushes).
     pub emit: Emit,
+    /// Tells the fronts (the desktop shows the editor and opens it).
+    pub events: tokio::sync::broadcast::Sender<RunnerEvent>,
 }
 
 /// The runner's editor; cheap to clone.
@@ -72,13 +82,18 @@ impl LocalEditor {
         }
     }
 
-    /// Handles `start_local_editor`: pushes one `local_editor_status` with the outcome.
-    pub async fn start(&self, control: StartLocalEditor) {
+    /// Handles `start_local_editor`: pushes one `local_editor_status` with the outcome,
+    /// and returns where the editor serves or why it did not start.
+    pub async fn start(&self, control: StartLocalEditor) -> Result<EditorAddress, String> {
         let _one_at_a_time = self.inner.starting.lock().await;
         let context = &self.inner.context;
-        let payload = match self.start_editor(&control).await {
+        let (payload, outcome) = match self.start_editor(&control).await {
             Ok(started) => {
                 info!(port = started.port, cwd = %started.cwd.display(), "editor started");
+                let _ = context.events.send(RunnerEvent::EditorStarted {
+                    port: started.port,
+                    path: started.path.clone(),
+                });
                 let mut payload = json!({
                     "instanceId": context.instance_id,
                     "requestId": control.request_id,
@@ -86,7 +101,7 @@ impl LocalEditor {
                     "capabilities": self.capabilities(&started.revoked),
                     "cwd": started.cwd,
                     "port": started.port,
-                    "path": started.path,
+                    "path": &started.path,
                 });
                 if let Some(url) = started.url {
                     payload["url"] = json!(url);
@@ -94,20 +109,36 @@ impl LocalEditor {
                 if let Some(collaboration) = started.collaboration {
                     payload["collaboration"] = collaboration;
                 }
-                payload
+                let address = EditorAddress {
+                    port: started.port,
+                    path: started.path,
+                };
+                (payload, Ok(address))
             }
             Err(refused) => {
                 warn!(reason = %refused.reason, "editor did not start");
-                json!({
+                let payload = json!({
                     "instanceId": context.instance_id,
                     "requestId": control.request_id,
                     "ok": false,
                     "reason": refused.reason,
                     "capabilities": self.capabilities(&refused.revoked),
-                })
+                });
+                (payload, Err(refused.reason))
             }
         };
         (context.emit)(STATUS_EVENT, payload);
+        outcome
+    }
+
+    /// Where the running editor serves, if one runs.
+    pub fn running(&self) -> Option<EditorAddress> {
+        self.slot(|slot| {
+            slot.running().map(|running| EditorAddress {
+                port: running.port,
+                path: launch::browser_path(&running.cwd),
+            })
+        })
     }
 
     async fn start_editor(&self, control: &StartLocalEditor) -> Result<Started, Refused> {
@@ -263,6 +294,9 @@ impl LocalEditor {
         warn!(%reason, "editor exited");
         self.revoke(&running);
         let context = &self.inner.context;
+        let _ = context.events.send(RunnerEvent::EditorExited {
+            reason: reason.clone(),
+        });
         (context.emit)(
             STATUS_EVENT,
             json!({

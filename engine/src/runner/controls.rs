@@ -144,8 +144,9 @@ pub async fn handle(env: ControlEnv, control: KandanControl) -> ControlOutcome {
                         "capabilities": state::capabilities_of(&env.state)}),
                 };
             };
-            // It pushes its own status, in order with the exit it may report later.
-            editor.start(control).await;
+            // It pushes its own status, in order with the exit it may report later; the
+            // outcome is in that status.
+            let _ = editor.start(control).await;
             return ControlOutcome::Done;
         }
     };

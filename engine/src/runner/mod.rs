@@ -31,7 +31,7 @@ use crate::codex::{
 use crate::editor::collaboration::CollaborationAccess;
 use crate::editor::runtime::RuntimeCache;
 use crate::editor::runtime_source::{EditorRuntime, RuntimeSource, RuntimeUpdate};
-use crate::editor::{EditorContext, LocalEditor};
+use crate::editor::{EditorAddress, EditorContext, LocalEditor};
 use crate::forwarding::local_http::LocalHttp;
 use crate::forwarding::tunnel::{ForwardTunnel, TunnelConfig};
 use crate::forwarding::websocket_relay::WebSocketRelays;
@@ -39,6 +39,7 @@ use crate::kandan_url::KandanUrl;
 use crate::phoenix::{
     Backoff, ChannelMessage, ClientConfig, ConnectError, JoinError, Lifecycle, PhoenixClient,
 };
+use crate::protocol::controls::StartLocalEditor;
 use crate::protocol::{CHAT_MESSAGE_EVENT, CONTROL_EVENT, KandanControl, runner_topic};
 use crate::session::driver::Input as SessionInput;
 use crate::session::{ChannelSession, ChatEvent, SessionContext, SessionError, SessionOptions};
@@ -246,6 +247,10 @@ pub enum RunnerEvent {
     ApprovalWithdrawn {
         request_id: String,
     },
+    /// A chat message became a Codex turn.
+    TurnStarted {
+        seq: i64,
+    },
     /// A chat message's turn ended (`processed` or `failed`).
     TurnFinished {
         seq: i64,
@@ -263,8 +268,21 @@ pub enum RunnerEvent {
         approved: bool,
         by: String,
     },
+    /// A forwarded port was withdrawn: another process listens on it now.
+    PortForwardRevoked {
+        port: u16,
+    },
     /// The editor runtime changed state, or downloads.
     EditorRuntime(RuntimeUpdate),
+    /// code-server serves the folder on this loopback port (`path` opens the folder).
+    EditorStarted {
+        port: u16,
+        path: String,
+    },
+    /// The editor exited on its own (a replaced or stopped editor reports nothing).
+    EditorExited {
+        reason: String,
+    },
     Stopped,
 }
 
@@ -276,6 +294,9 @@ pub struct Runner {
     stop: Option<oneshot::Sender<oneshot::Sender<()>>>,
     log_file: Option<PathBuf>,
     session: Option<ChannelSession>,
+    editor: Option<LocalEditor>,
+    /// The shared folder, where [`Runner::open_editor`] opens the editor.
+    cwd: PathBuf,
 }
 
 impl Runner {
@@ -407,10 +428,12 @@ impl Runner {
                 access,
                 state: state.clone(),
                 emit: emit_to(&outcomes_tx),
+                events: events.clone(),
             })
         });
+        let loop_cwd = options.cwd.clone();
         let loop_state = Loop {
-            editor,
+            editor: editor.clone(),
             local,
             relays: WebSocketRelays::default(),
             _tunnel: tunnel,
@@ -437,6 +460,8 @@ impl Runner {
             stop: Some(stop_tx),
             log_file,
             session,
+            editor,
+            cwd: loop_cwd,
         })
     }
 
@@ -488,6 +513,27 @@ impl Runner {
             Some(session) => session.resolve_approval(request_id, approve).await,
             None => Err("no chat session is bound".into()),
         }
+    }
+
+    /// Where the editor serves, starting it on the shared folder first if none runs. A
+    /// start goes the same way as Kandan's `start_local_editor`, so Kandan hears of it.
+    pub async fn open_editor(&self) -> Result<EditorAddress, String> {
+        let editor = self
+            .editor
+            .as_ref()
+            .ok_or_else(|| "the editor is not enabled for this runner".to_owned())?;
+        if let Some(address) = editor.running() {
+            return Ok(address);
+        }
+        editor
+            .start(StartLocalEditor {
+                instance_id: Some(self.instance_id.clone()),
+                request_id: None,
+                cwd: self.cwd.display().to_string(),
+                browser_base_url: None,
+                collaboration: None,
+            })
+            .await
     }
 
     /// Declines pending approvals, ends Codex and every process it started, and leaves

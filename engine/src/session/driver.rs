@@ -544,6 +544,7 @@ impl Driver {
             interrupt_after_start: false,
         };
         self.set_reason(&message, ProcessingReason::StartingTurn);
+        let _ = self.context.events.send(RunnerEvent::TurnStarted { seq });
         self.active = Some(message.clone());
         self.push_typing(true);
         let params = self.runtime.turn_overrides(
@@ -602,11 +603,13 @@ impl Driver {
                     return;
                 }
                 if let Some(message) = message {
-                    self.publish_state(
+                    let failed =
+                        MessageState::Failed(format!("Codex could not start the turn: {error}"));
+                    self.publish_state(seq, &message, &failed);
+                    let _ = self.context.events.send(RunnerEvent::TurnFinished {
                         seq,
-                        &message,
-                        &MessageState::Failed(format!("Codex could not start the turn: {error}")),
-                    );
+                        status: failed.status_name().into(),
+                    });
                 }
                 self.drain();
             }
@@ -1184,6 +1187,10 @@ impl Driver {
 
     fn revoke_port(&mut self, revoked: &PortCandidate) {
         self.port_prompts.revoke(revoked.port);
+        let _ = self
+            .context
+            .events
+            .send(RunnerEvent::PortForwardRevoked { port: revoked.port });
         let capabilities = self.change_ports(|ports| {
             ports.remove(&revoked.port);
         });
