@@ -72,15 +72,8 @@ pub enum FolderInput {
     StartFailed {
         message: String,
     },
-    /// A chat turn started (the engine does not emit this yet; the shell does).
-    Working,
     /// The shell stopped the runner (the engine's own `Stopped` works the same).
     Stopped,
-    /// The local editor started or stopped (the shell knows).
-    Editor {
-        running: bool,
-        port: Option<u16>,
-    },
     Runner(RunnerEvent),
 }
 
@@ -133,10 +126,12 @@ impl PortPromptView {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EditorView {
     pub running: bool,
     pub port: Option<u16>,
+    /// Opens the shared folder (`/?folder=…`), for the local browser.
+    pub path: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -278,13 +273,6 @@ impl FolderStatus {
                 self.lifecycle = Lifecycle::Failed(message);
                 note
             }
-            FolderInput::Working => {
-                if self.lifecycle != Lifecycle::Running || self.working {
-                    return None;
-                }
-                self.working = true;
-                Note::info("Codex is working on a message")
-            }
             FolderInput::Stopped | FolderInput::Runner(RunnerEvent::Stopped) => {
                 if self.lifecycle == Lifecycle::Stopped {
                     return None;
@@ -292,18 +280,6 @@ impl FolderStatus {
                 self.clear_session();
                 self.lifecycle = Lifecycle::Stopped;
                 Note::info("Stopped sharing")
-            }
-            FolderInput::Editor { running, port } => {
-                let was_running = self.editor.is_some_and(|editor| editor.running);
-                self.editor = Some(EditorView { running, port });
-                match (was_running, running) {
-                    (false, true) => Note::info(match port {
-                        Some(port) => format!("The editor is open on port {port}"),
-                        None => "The editor is open".to_owned(),
-                    }),
-                    (true, false) => Note::info("The editor stopped"),
-                    _ => None,
-                }
             }
             FolderInput::Runner(event) => {
                 if self.lifecycle != Lifecycle::Running {
@@ -387,6 +363,10 @@ impl FolderStatus {
                 let view = self.approvals.remove(index);
                 Note::info(format!("{} — no longer needed", view.sentence()))
             }
+            RunnerEvent::TurnStarted { seq } => {
+                self.working = true;
+                Note::info(format!("Codex is working on message #{seq}"))
+            }
             RunnerEvent::TurnFinished { seq, status } => {
                 self.working = false;
                 if status == "failed" {
@@ -432,7 +412,33 @@ impl FolderStatus {
                     Note::info(format!("Port {} declined by {by}", view.port))
                 }
             }
+            RunnerEvent::PortForwardRevoked { port } => {
+                let before = self.forwarded_ports.len();
+                self.forwarded_ports.retain(|forwarded| *forwarded != port);
+                (self.forwarded_ports.len() != before).then_some(())?;
+                Note::warning(format!(
+                    "Port {port} is no longer shared: another program listens on it now"
+                ))
+            }
             RunnerEvent::EditorRuntime(update) => self.apply_runtime(update),
+            RunnerEvent::EditorStarted { port, path } => {
+                self.editor = Some(EditorView {
+                    running: true,
+                    port: Some(port),
+                    path: Some(path),
+                });
+                Note::info(format!("The editor is open on port {port}"))
+            }
+            RunnerEvent::EditorExited { reason } => {
+                self.editor = Some(EditorView {
+                    running: false,
+                    port: None,
+                    path: None,
+                });
+                // The reason carries code-server's last output; its first line says enough.
+                let first = reason.lines().next().unwrap_or("it exited");
+                Note::warning(format!("The editor stopped: {first}"))
+            }
             RunnerEvent::Stopped => None, // handled with FolderInput::Stopped
         }
     }
@@ -490,6 +496,18 @@ mod tests {
             instance_id: "i-1".into(),
         });
         status
+    }
+
+    fn started(seq: i64) -> FolderInput {
+        RunnerEvent::TurnStarted { seq }.into()
+    }
+
+    fn editor_started(port: u16) -> FolderInput {
+        RunnerEvent::EditorStarted {
+            port,
+            path: "/?folder=/w".into(),
+        }
+        .into()
     }
 
     fn approval(id: &str, summary: &str) -> FolderInput {
@@ -562,10 +580,9 @@ mod tests {
     fn working_until_the_turn_finishes() {
         let mut status = running();
         assert_eq!(
-            text(status.apply(FolderInput::Working)),
-            "Codex is working on a message"
+            text(status.apply(started(7))),
+            "Codex is working on message #7"
         );
-        assert_eq!(status.apply(FolderInput::Working), None);
         assert_eq!(status.state(), FolderState::Working);
         let note = status.apply(
             RunnerEvent::TurnFinished {
@@ -576,7 +593,7 @@ mod tests {
         );
         assert_eq!(text(note), "Codex finished message #7");
         assert_eq!(status.state(), FolderState::Ready);
-        status.apply(FolderInput::Working);
+        status.apply(started(8));
         let note = status.apply(
             RunnerEvent::TurnFinished {
                 seq: 8,
@@ -592,14 +609,14 @@ mod tests {
     #[test]
     fn working_is_ignored_when_not_running() {
         let mut status = FolderStatus::new();
-        assert_eq!(status.apply(FolderInput::Working), None);
+        assert_eq!(status.apply(started(1)), None);
         assert_eq!(status.state(), FolderState::Stopped);
     }
 
     #[test]
     fn approvals_wait_for_an_answer() {
         let mut status = running();
-        status.apply(FolderInput::Working);
+        status.apply(started(1));
         let note = status.apply(approval("a1", "npm test"));
         assert_eq!(level(note.clone()), Some(ActivityLevel::Warning));
         assert_eq!(text(note), "Codex asks to run `npm test`");
@@ -746,6 +763,19 @@ mod tests {
             by: "local".into(),
         };
         assert_eq!(status.apply(unknown.into()), None);
+
+        let note = status.apply(RunnerEvent::PortForwardRevoked { port: 3000 }.into());
+        assert_eq!(level(note.clone()), Some(ActivityLevel::Warning));
+        assert_eq!(
+            text(note),
+            "Port 3000 is no longer shared: another program listens on it now"
+        );
+        assert_eq!(status.forwarded_ports, [5173]);
+        assert_eq!(
+            status.apply(RunnerEvent::PortForwardRevoked { port: 3000 }.into()),
+            None,
+            "already gone"
+        );
     }
 
     #[test]
@@ -781,7 +811,7 @@ mod tests {
             }
             .into(),
         );
-        status.apply(FolderInput::Working);
+        status.apply(started(1));
         assert_eq!(
             status.state(),
             FolderState::Offline,
@@ -797,7 +827,7 @@ mod tests {
     #[test]
     fn codex_lost_and_ready_again() {
         let mut status = running();
-        status.apply(FolderInput::Working);
+        status.apply(started(1));
         let note = status.apply(
             RunnerEvent::CodexLost {
                 message: "exited with 9".into(),
@@ -831,10 +861,7 @@ mod tests {
         let mut status = running();
         status.apply(approval("a", "ls"));
         status.apply(port_prompt("p", 5173));
-        status.apply(FolderInput::Editor {
-            running: true,
-            port: Some(8443),
-        });
+        status.apply(editor_started(8443));
         let note = status.apply(RunnerEvent::Stopped.into());
         assert_eq!(text(note), "Stopped sharing");
         assert_eq!(status.state(), FolderState::Stopped);
@@ -856,23 +883,31 @@ mod tests {
     #[test]
     fn editor_and_its_runtime() {
         let mut status = running();
-        let note = status.apply(FolderInput::Editor {
-            running: true,
-            port: Some(8443),
-        });
+        let note = status.apply(editor_started(8443));
         assert_eq!(text(note), "The editor is open on port 8443");
         assert_eq!(
             status.editor,
             Some(EditorView {
                 running: true,
-                port: Some(8443)
+                port: Some(8443),
+                path: Some("/?folder=/w".into()),
             })
         );
-        let note = status.apply(FolderInput::Editor {
-            running: false,
-            port: None,
-        });
-        assert_eq!(text(note), "The editor stopped");
+        let note = status.apply(
+            RunnerEvent::EditorExited {
+                reason: "code-server exited (signal: 9); its last output:\nboom".into(),
+            }
+            .into(),
+        );
+        assert_eq!(level(note.clone()), Some(ActivityLevel::Warning));
+        assert_eq!(
+            text(note),
+            "The editor stopped: code-server exited (signal: 9); its last output:"
+        );
+        assert_eq!(
+            status.editor.as_ref().map(|editor| editor.running),
+            Some(false)
+        );
 
         let downloading = RuntimeStatus {
             state: RuntimeState::Downloading,
@@ -930,7 +965,7 @@ mod tests {
         let stopped = FolderStatus::new();
         let ready = running();
         let mut working = running();
-        working.apply(FolderInput::Working);
+        working.apply(started(1));
         let mut offline = running();
         offline.apply(RunnerEvent::KandanOffline { reason: "x".into() }.into());
         let mut asking = running();

@@ -6,11 +6,13 @@
 //! - [`folder_state`]: what each folder is doing (a pure state machine over the engine's
 //!   runner events) and the tray icon's state.
 //! - [`activity`]: the bounded activity log.
+//! - [`links`]: the Kandan and editor addresses the desktop opens.
 //! - [`snapshot`]: the one value the UI renders.
 //! - [`notifications`]: native notifications (approval prompts with buttons, rate-limited
 //!   updates).
 pub mod activity;
 pub mod folder_state;
+pub mod links;
 pub mod notifications;
 pub mod settings;
 pub mod snapshot;

@@ -195,7 +195,7 @@ fn folder_snapshot(
                 preview_url: preview_url(folder, port),
             })
             .collect(),
-        editor: status.editor.map(|editor| EditorSnapshot {
+        editor: status.editor.as_ref().map(|editor| EditorSnapshot {
             running: editor.running,
             port: editor.port,
         }),
@@ -257,10 +257,10 @@ mod tests {
                 summary: "npm test".into(),
                 reason: None,
             }),
-            FolderInput::Editor {
-                running: true,
-                port: Some(8443),
-            },
+            FolderInput::Runner(RunnerEvent::EditorStarted {
+                port: 8443,
+                path: "/?folder=/home/me/app".into(),
+            }),
         ]
         .into_iter()
         .enumerate()

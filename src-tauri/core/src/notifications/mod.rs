@@ -13,6 +13,8 @@
 //! Every call makes one or two D-Bus round trips: call them off the UI thread.
 use std::sync::Arc;
 
+use linzumi_engine::runner::RunnerEvent;
+
 pub mod rate_limit;
 #[cfg(all(unix, not(target_os = "macos")))]
 mod xdg;
@@ -55,6 +57,42 @@ pub trait Notifier: Send + Sync {
     fn withdraw(&self, request_id: &str);
     /// Shows a short update (not rate-limited here: see [`InfoThrottle`]).
     fn info(&self, title: &str, body: &str) -> Result<(), NotifyError>;
+}
+
+/// A short update worth a notification: a turn ended, or something broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update {
+    pub title: String,
+    pub body: String,
+}
+
+/// The update `event` deserves in the folder called `folder`, if any. Prompts have
+/// their own notifications; everything else stays in the window's activity list.
+pub fn update_for(folder: &str, event: &RunnerEvent) -> Option<Update> {
+    let (title, body) = match event {
+        RunnerEvent::TurnFinished { seq, status } if status == "failed" => (
+            format!("{folder}: a message failed"),
+            format!("Codex could not finish message #{seq}."),
+        ),
+        RunnerEvent::TurnFinished { seq, .. } => (
+            format!("{folder}: Codex is done"),
+            format!("Codex finished message #{seq}."),
+        ),
+        RunnerEvent::CodexLost { message } => (
+            format!("{folder}: Codex stopped"),
+            format!("{message}. Linzumi is restarting it."),
+        ),
+        RunnerEvent::KandanOffline { reason } => (
+            format!("{folder}: Kandan is unreachable"),
+            format!("{reason}. Linzumi keeps trying."),
+        ),
+        RunnerEvent::EditorExited { reason } => (
+            format!("{folder}: the editor stopped"),
+            reason.lines().next().unwrap_or_default().to_owned(),
+        ),
+        _ => return None,
+    };
+    Some(Update { title, body })
 }
 
 /// Notifications through the desktop's notification server.
@@ -140,5 +178,59 @@ impl Notifier for DesktopNotifier {
 
     fn info(&self, title: &str, body: &str) -> Result<(), NotifyError> {
         self.show_plain(title, body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(event: RunnerEvent) -> Option<(String, String)> {
+        update_for("app", &event).map(|update| (update.title, update.body))
+    }
+
+    #[test]
+    fn finished_and_failed_turns_notify() {
+        assert_eq!(
+            update(RunnerEvent::TurnFinished {
+                seq: 4,
+                status: "processed".into()
+            }),
+            Some((
+                "app: Codex is done".into(),
+                "Codex finished message #4.".into()
+            ))
+        );
+        assert_eq!(
+            update(RunnerEvent::TurnFinished {
+                seq: 5,
+                status: "failed".into()
+            }),
+            Some((
+                "app: a message failed".into(),
+                "Codex could not finish message #5.".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn errors_notify_and_routine_events_do_not() {
+        assert_eq!(
+            update(RunnerEvent::CodexLost {
+                message: "exited with 9".into()
+            })
+            .map(|(title, _)| title),
+            Some("app: Codex stopped".into())
+        );
+        assert_eq!(
+            update(RunnerEvent::EditorExited {
+                reason: "code-server exited (signal: 9); its last output:\nnoise".into()
+            })
+            .map(|(_, body)| body),
+            Some("code-server exited (signal: 9); its last output:".into())
+        );
+        assert_eq!(update(RunnerEvent::TurnStarted { seq: 1 }), None);
+        assert_eq!(update(RunnerEvent::KandanOnline), None);
+        assert_eq!(update(RunnerEvent::Stopped), None);
     }
 }
