@@ -71,8 +71,23 @@ pub async fn sign_out(desktop: App<'_>) -> Result<(), String> {
 }
 
 #[tauri::command]
-pub fn save_settings(desktop: App<'_>, settings: Settings) -> Result<Settings, String> {
-    desktop.save_settings(settings)
+pub async fn save_settings(desktop: App<'_>, settings: Settings) -> Result<Settings, String> {
+    desktop.save_settings(settings).await
+}
+
+#[tauri::command]
+pub fn open_in_kandan(desktop: App<'_>, folder_id: String) -> Result<(), String> {
+    desktop.open_in_kandan(&folder_id)
+}
+
+#[tauri::command]
+pub fn open_preview(desktop: App<'_>, folder_id: String, port: u16) -> Result<(), String> {
+    desktop.open_preview(&folder_id, port)
+}
+
+#[tauri::command]
+pub async fn open_editor(desktop: App<'_>, folder_id: String) -> Result<(), String> {
+    desktop.open_editor(&folder_id).await
 }
 
 #[tauri::command]

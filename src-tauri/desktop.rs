@@ -8,10 +8,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use linzumi_desktop_core::activity::ActivityLog;
 use linzumi_desktop_core::folder_state::{self, FolderInput, FolderStatus};
-use linzumi_desktop_core::notifications::{ApprovalPrompt, DesktopNotifier, Notifier};
+use linzumi_desktop_core::links;
+use linzumi_desktop_core::notifications::{
+    self, ApprovalPrompt, DesktopNotifier, InfoThrottle, Notifier, RateLimit,
+};
 use linzumi_desktop_core::settings::{ConfigStore, DesktopConfig, Settings};
 use linzumi_desktop_core::snapshot::{AccountInput, Snapshot, SnapshotInput, build_snapshot};
 use linzumi_desktop_core::token_store::DesktopTokenStore;
+use linzumi_engine::auth::api::StartTarget;
 use linzumi_engine::auth::{self, AuthScope, StoredToken, TokenKey, TokenStore};
 use linzumi_engine::kandan_url::KandanUrl;
 use linzumi_engine::runner::{Runner, RunnerEvent};
@@ -32,6 +36,8 @@ pub struct Desktop<R: Runtime> {
     runners: tokio::sync::Mutex<HashMap<String, Runner>>,
     notice: Mutex<Option<String>>,
     notifier: Arc<dyn Notifier>,
+    /// Keeps finished turns and errors to a few notifications per folder per minute.
+    updates: Arc<Mutex<InfoThrottle>>,
     pub signin: DeepLinkSignIn,
 }
 
@@ -39,6 +45,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs keyring and other blocking I/O on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tauri::async_runtime::spawn_blocking(work)
+        .await
+        .map_err(|error| error.to_string())?
+}
+
+fn open_in_browser(url: &url::Url) -> Result<(), String> {
+    open::that_detached(url.as_str())
+        .map_err(|error| format!("Could not open a browser ({error}); open {url} yourself."))
 }
 
 fn now_ms() -> u64 {
@@ -94,9 +114,18 @@ impl<R: Runtime> Desktop<R> {
                 runners: tokio::sync::Mutex::new(HashMap::new()),
                 notice: Mutex::new(notice),
                 notifier: Arc::new(notifier),
+                updates: Arc::new(Mutex::new(InfoThrottle::new(
+                    RateLimit::default(),
+                    "Linzumi",
+                ))),
                 signin: DeepLinkSignIn::default(),
             };
-            desktop.refresh_account();
+            // At launch, before any window: reading the keyring here is fine.
+            let token = desktop
+                .kandan()
+                .ok()
+                .and_then(|kandan| folders::signed_in_token(desktop.tokens.as_ref(), &kandan));
+            desktop.set_account(token);
             desktop
         })
     }
@@ -105,11 +134,22 @@ impl<R: Runtime> Desktop<R> {
         KandanUrl::parse(&lock(&self.config).settings.kandan_url).map_err(|error| error.to_string())
     }
 
-    fn refresh_account(&self) {
-        let token = self
-            .kandan()
-            .ok()
-            .and_then(|kandan| folders::signed_in_token(self.tokens.as_ref(), &kandan));
+    /// Reads who is signed in (a keyring round trip: off the async workers).
+    async fn refresh_account(&self) {
+        let token = match self.kandan() {
+            Ok(kandan) => {
+                let tokens = self.tokens.clone();
+                blocking(move || Ok(folders::signed_in_token(tokens.as_ref(), &kandan)))
+                    .await
+                    .ok()
+                    .flatten()
+            }
+            Err(_) => None,
+        };
+        self.set_account(token);
+    }
+
+    fn set_account(&self, token: Option<auth::AccessToken>) {
         let mut account = lock(&self.account);
         account.signed_in = token.is_some();
         account.user = token
@@ -123,6 +163,12 @@ impl<R: Runtime> Desktop<R> {
         let activity = lock(&self.activity);
         let account = lock(&self.account);
         let notice = lock(&self.notice);
+        let kandan = KandanUrl::parse(&config.settings.kandan_url).ok();
+        let preview_url = |folder: &linzumi_desktop_core::settings::SharedFolder, port: u16| {
+            kandan
+                .as_ref()
+                .map(|kandan| links::preview(kandan, &folder.runner_id, port).to_string())
+        };
         build_snapshot(&SnapshotInput {
             config: &config,
             statuses: &statuses,
@@ -130,7 +176,7 @@ impl<R: Runtime> Desktop<R> {
             account: &account,
             autostart: config.settings.start_at_login,
             notice: notice.as_deref(),
-            preview_url: &|_, _| None,
+            preview_url: &preview_url,
         })
     }
 
@@ -171,7 +217,8 @@ impl<R: Runtime> Desktop<R> {
         lock(&self.activity).record(now_ms(), folder_id, note);
     }
 
-    fn set_notice(&self, notice: impl Into<String>) {
+    /// A sentence for the window's notice bar (menu actions have no other place to fail).
+    pub fn set_notice(&self, notice: impl Into<String>) {
         *lock(&self.notice) = Some(notice.into());
         self.publish();
     }
@@ -234,7 +281,8 @@ impl<R: Runtime> Desktop<R> {
             http,
         };
         match folders::start(context, &folder).await {
-            Ok((runner, _target)) => {
+            Ok((runner, target)) => {
+                self.remember_target(id, target);
                 self.apply(
                     id,
                     FolderInput::Started {
@@ -249,6 +297,28 @@ impl<R: Runtime> Desktop<R> {
             Err(message) => self.apply(id, FolderInput::StartFailed { message }),
         }
         self.publish();
+    }
+
+    /// Binds the folder to the channel Kandan chose, so a restart shares it into the same
+    /// channel and "Open in Kandan" knows where to go.
+    fn remember_target(&self, id: &str, target: StartTarget) {
+        let changed = {
+            let mut config = lock(&self.config);
+            match config.folder_mut(id) {
+                Some(folder)
+                    if folder.workspace.as_deref() != Some(target.workspace_slug.as_str())
+                        || folder.channel.as_deref() != Some(target.channel_slug.as_str()) =>
+                {
+                    folder.workspace = Some(target.workspace_slug);
+                    folder.channel = Some(target.channel_slug);
+                    true
+                }
+                _ => false,
+            }
+        };
+        if changed && let Err(message) = self.save_config() {
+            tracing::warn!(%message, "could not remember the folder's channel");
+        }
     }
 
     /// Follows a runner's events: folder state, activity, notifications.
@@ -272,6 +342,7 @@ impl<R: Runtime> Desktop<R> {
     }
 
     fn notify(&self, folder_id: &str, event: &RunnerEvent) {
+        self.notify_update(folder_id, event);
         let prompt = match event {
             RunnerEvent::ApprovalRequested {
                 request_id,
@@ -306,11 +377,59 @@ impl<R: Runtime> Desktop<R> {
             }
             _ => None,
         };
-        if let Some(prompt) = prompt
-            && let Err(error) = self.notifier.approval(&prompt)
-        {
-            tracing::warn!(%error, "could not show the approval notification");
+        if let Some(prompt) = prompt {
+            let notifier = self.notifier.clone();
+            // D-Bus round trips: off the async workers.
+            tauri::async_runtime::spawn_blocking(move || {
+                if let Err(error) = notifier.approval(&prompt) {
+                    tracing::warn!(%error, "could not show the approval notification");
+                }
+            });
         }
+    }
+
+    /// A finished turn or an error: a notification, unless the folder had its share.
+    fn notify_update(&self, folder_id: &str, event: &RunnerEvent) {
+        let Some(name) = lock(&self.config)
+            .folder(folder_id)
+            .map(|folder| folder.display_name())
+        else {
+            return;
+        };
+        let Some(update) = notifications::update_for(&name, event) else {
+            return;
+        };
+        let (notifier, updates) = (self.notifier.clone(), self.updates.clone());
+        let folder_id = folder_id.to_owned();
+        tauri::async_runtime::spawn_blocking(move || {
+            let mut throttle = lock(&updates);
+            let shown = throttle.info(
+                notifier.as_ref(),
+                &folder_id,
+                &name,
+                &update.title,
+                &update.body,
+                now_ms(),
+            );
+            if let Err(error) = shown {
+                tracing::warn!(%error, "could not show a notification");
+            }
+            let Some(due) = throttle.next_due_ms() else {
+                return;
+            };
+            drop(throttle);
+            // The summary of what was held back, once the folder's window ends.
+            let wait = std::time::Duration::from_millis(due.saturating_sub(now_ms()));
+            tauri::async_runtime::spawn(async move {
+                tokio::time::sleep(wait).await;
+                let _ = tauri::async_runtime::spawn_blocking(move || {
+                    if let Err(error) = lock(&updates).flush(notifier.as_ref(), now_ms()) {
+                        tracing::warn!(%error, "could not show a notification");
+                    }
+                })
+                .await;
+            });
+        });
     }
 
     /// An Approve/Deny from a notification: the same engine path as the window's.
@@ -356,6 +475,38 @@ impl<R: Runtime> Desktop<R> {
         }
     }
 
+    /// Opens the folder's Kandan channel in the browser.
+    pub fn open_in_kandan(&self, folder_id: &str) -> Result<(), String> {
+        let kandan = self.kandan()?;
+        let (workspace, channel) = lock(&self.config)
+            .folder(folder_id)
+            .and_then(|folder| Some((folder.workspace.clone()?, folder.channel.clone()?)))
+            .ok_or("Kandan has not given this folder a channel yet: share it first.")?;
+        open_in_browser(&links::channel(&kandan, &workspace, &channel))
+    }
+
+    /// Opens a forwarded port's Kandan preview in the browser.
+    pub fn open_preview(&self, folder_id: &str, port: u16) -> Result<(), String> {
+        let kandan = self.kandan()?;
+        let runner_id = lock(&self.config)
+            .folder(folder_id)
+            .map(|folder| folder.runner_id.clone())
+            .ok_or("That folder is not shared any more.")?;
+        open_in_browser(&links::preview(&kandan, &runner_id, port))
+    }
+
+    /// Opens the folder in the editor, starting it first if it is not running.
+    pub async fn open_editor(&self, folder_id: &str) -> Result<(), String> {
+        let address = match self.runners.lock().await.get(folder_id) {
+            Some(runner) => runner.open_editor().await,
+            None => Err("The folder is not being shared: share it first.".into()),
+        }
+        .map_err(|reason| format!("The editor did not start: {reason}"))?;
+        let url =
+            links::local_editor(address.port, &address.path).map_err(|error| error.to_string())?;
+        open_in_browser(&url)
+    }
+
     pub async fn stop_sharing(&self, folder_id: &str) -> Result<(), String> {
         let runner = self.runners.lock().await.remove(folder_id);
         if let Some(mut runner) = runner {
@@ -373,12 +524,7 @@ impl<R: Runtime> Desktop<R> {
     pub fn sign_in(self: &Arc<Self>) -> Result<(), String> {
         let kandan = self.kandan()?;
         let started = self.signin.begin(&kandan, AuthScope::Onboarding);
-        open::that_detached(started.url.as_str()).map_err(|error| {
-            format!(
-                "Could not open a browser ({error}); open {} yourself.",
-                started.url
-            )
-        })?;
+        open_in_browser(&started.url)?;
         let desktop = Arc::clone(self);
         tauri::async_runtime::spawn(async move {
             let Ok(code) = started.code.await else {
@@ -411,11 +557,13 @@ impl<R: Runtime> Desktop<R> {
         let key = TokenKey::new(kandan, AuthScope::Onboarding);
         let tokens = self.tokens.clone();
         let stored = StoredToken::from_oauth(&token);
-        tokio::task::spawn_blocking(move || tokens.save(&key, &stored))
-            .await
-            .map_err(|error| error.to_string())?
-            .map_err(|error| error.to_string())?;
-        self.refresh_account();
+        blocking(move || {
+            tokens
+                .save(&key, &stored)
+                .map_err(|error| error.to_string())
+        })
+        .await?;
+        self.refresh_account().await;
         Ok(())
     }
 
@@ -436,19 +584,18 @@ impl<R: Runtime> Desktop<R> {
         }
         let kandan = self.kandan()?;
         let key = TokenKey::new(&kandan, AuthScope::Onboarding);
-        self.tokens
-            .remove(&key)
-            .map_err(|error| error.to_string())?;
-        self.refresh_account();
+        let tokens = self.tokens.clone();
+        blocking(move || tokens.remove(&key).map_err(|error| error.to_string())).await?;
+        self.refresh_account().await;
         self.publish();
         Ok(())
     }
 
-    pub fn save_settings(&self, settings: Settings) -> Result<Settings, String> {
+    pub async fn save_settings(&self, settings: Settings) -> Result<Settings, String> {
         settings.validate().map_err(|invalid| invalid.to_string())?;
         lock(&self.config).settings = settings.clone();
         self.save_config()?;
-        self.refresh_account();
+        self.refresh_account().await;
         self.publish();
         Ok(settings)
     }

@@ -38,6 +38,9 @@ fn main() {
             commands::sign_out,
             commands::save_settings,
             commands::set_autostart,
+            commands::open_in_kandan,
+            commands::open_preview,
+            commands::open_editor,
         ])
         .setup(|app| {
             let config_path = std::env::var_os("LINZUMI_DESKTOP_CONFIG")
@@ -103,10 +106,27 @@ fn on_menu(app: &tauri::AppHandle, action: tray::MenuAction) {
         MenuAction::OpenWindow
         | MenuAction::Share
         | MenuAction::Folder {
-            action:
-                FolderAction::OpenEditor | FolderAction::ShowPreviews | FolderAction::OpenInKandan,
+            action: FolderAction::ShowPreviews,
             ..
         } => show_window(app),
+        MenuAction::Folder {
+            id,
+            action: FolderAction::OpenInKandan,
+        } => {
+            if let Err(message) = desktop.open_in_kandan(&id) {
+                desktop.set_notice(message);
+            }
+        }
+        MenuAction::Folder {
+            id,
+            action: FolderAction::OpenEditor,
+        } => {
+            tauri::async_runtime::spawn(async move {
+                if let Err(message) = desktop.open_editor(&id).await {
+                    desktop.set_notice(message);
+                }
+            });
+        }
         MenuAction::ToggleAutostart => {
             let enabled = !desktop.snapshot().autostart;
             let _ = desktop.set_autostart(enabled);

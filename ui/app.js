@@ -493,9 +493,11 @@ function resourcesView(folder) {
       ),
     );
   }
-  if (folder.editor) {
+  // Any shared folder can open the editor: the app starts it on demand.
+  const shared = !["stopped", "error", "connecting"].includes(folder.state);
+  if (folder.editor || shared) {
     const key = `editor:${folder.id}`;
-    const running = folder.editor.running;
+    const running = Boolean(folder.editor && folder.editor.running);
     items.push(
       h(
         "li",
