@@ -87,6 +87,7 @@ pub async fn start(
         model: settings.model.clone(),
         reasoning_effort: settings.reasoning_effort.clone(),
         fast: settings.fast,
+        approval_policy: settings.approval_policy.clone(),
         ..RuntimeOptions::default()
     };
     let roots: Vec<String> = if settings.allowed_roots.is_empty() {

@@ -44,6 +44,9 @@ pub struct Settings {
     pub model: Option<String>,
     pub reasoning_effort: Option<String>,
     pub fast: bool,
+    /// When Codex asks before acting (`untrusted`, `on-request`, `never`); `None` is
+    /// Codex's own default. The answers come as notifications and in the thread.
+    pub approval_policy: Option<String>,
     /// The Kandan user whose messages Codex acts on; `None` means the signed-in user.
     pub listen_user: Option<String>,
     /// Extra folders Codex may work in besides the shared folder (absolute paths).
@@ -63,6 +66,7 @@ impl Default for Settings {
             model: None,
             reasoning_effort: None,
             fast: false,
+            approval_policy: None,
             listen_user: None,
             allowed_roots: Vec::new(),
             forward_ports: Vec::new(),
@@ -148,6 +152,16 @@ impl Settings {
                     ),
                 );
             }
+        }
+        if let Some(policy) = &self.approval_policy
+            && !linzumi_engine::codex::runtime_options::APPROVAL_POLICIES.contains(&policy.as_str())
+        {
+            problem(
+                "approvalPolicy",
+                format!(
+                    "\"{policy}\" is not an approval policy: use untrusted, on-request or never."
+                ),
+            );
         }
         if self.forward_ports.contains(&0) {
             problem(
@@ -605,6 +619,7 @@ mod tests {
             kandan_url: "ftp://kandan.example".into(),
             codex_bin: " ".into(),
             model: Some(String::new()),
+            approval_policy: Some("sometimes".into()),
             allowed_roots: vec!["/ok".into(), "relative/dir".into()],
             forward_ports: vec![3000, 0],
             stream_flush_ms: 5,
@@ -619,9 +634,14 @@ mod tests {
                 "codexBin",
                 "model",
                 "allowedRoots",
+                "approvalPolicy",
                 "forwardPorts",
                 "streamFlushMs"
             ]
+        );
+        assert_eq!(
+            problems[4].message,
+            "\"sometimes\" is not an approval policy: use untrusted, on-request or never."
         );
         assert_eq!(
             problems[0].message,
@@ -634,7 +654,7 @@ mod tests {
                 .contains("\"relative/dir\" must be a full path")
         );
         assert!(
-            problems[5]
+            problems[6]
                 .message
                 .contains("from 10 to 10000 milliseconds (it is 5)")
         );
@@ -653,6 +673,7 @@ mod tests {
         }
         let local = Settings {
             kandan_url: "http://127.0.0.1:4160".into(),
+            approval_policy: Some("untrusted".into()),
             forward_ports: vec![1, 65535],
             ..Settings::default()
         };
