@@ -100,5 +100,11 @@ for dir in tests/conformance/*/ tests/browser/; do
   if [[ -f "$dir/package-lock.json" ]]; then npm_install "${dir%/}"; fi
 done
 
+# tauri-driver: the WebDriver bridge of the desktop end-to-end test (to WebKitWebDriver).
+if ! command -v tauri-driver >/dev/null; then
+  log "installing tauri-driver (about a minute and a half)"
+  cargo install tauri-driver --version 2.1.0 --locked
+fi
+
 log "codex: $(tools/node_modules/.bin/codex --version)"
 log "code-server: $(tools/code-server/node_modules/.bin/code-server --version | head -1)"

@@ -92,6 +92,21 @@ pub async fn open_editor(desktop: App<'_>, folder_id: String) -> Result<(), Stri
 
 #[tauri::command]
 pub fn set_autostart(app: AppHandle<Wry>, desktop: App<'_>, enabled: bool) -> Result<(), String> {
+    apply_autostart(&app, &desktop, enabled)
+}
+
+/// Registers or removes the login item, then remembers the choice (window and tray).
+pub fn apply_autostart(
+    app: &AppHandle<Wry>,
+    desktop: &Desktop<Wry>,
+    enabled: bool,
+) -> Result<(), String> {
+    // auto-launch makes ~/.config/autostart with create_dir, which fails in a home
+    // that has no ~/.config yet (a fresh account).
+    #[cfg(target_os = "linux")]
+    if enabled && let Some(home) = std::env::var_os("HOME") {
+        let _ = std::fs::create_dir_all(std::path::Path::new(&home).join(".config"));
+    }
     let launcher = app.autolaunch();
     let result = if enabled {
         launcher.enable()

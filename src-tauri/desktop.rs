@@ -38,6 +38,8 @@ pub struct Desktop<R: Runtime> {
     notifier: Arc<dyn Notifier>,
     /// Keeps finished turns and errors to a few notifications per folder per minute.
     updates: Arc<Mutex<InfoThrottle>>,
+    /// What the tray shows now.
+    tray_shown: Mutex<Option<TrayModel>>,
     pub signin: DeepLinkSignIn,
 }
 
@@ -118,6 +120,7 @@ impl<R: Runtime> Desktop<R> {
                     RateLimit::default(),
                     "Linzumi",
                 ))),
+                tray_shown: Mutex::new(None),
                 signin: DeepLinkSignIn::default(),
             };
             // At launch, before any window: reading the keyring here is fine.
@@ -203,7 +206,14 @@ impl<R: Runtime> Desktop<R> {
                     .collect()
             },
         };
-        if let Err(error) = tray::update(&self.app, &model) {
+        // Rebuilding the menu closes it if it is open: only when something it shows changed.
+        let changed = {
+            let mut shown = lock(&self.tray_shown);
+            let changed = shown.as_ref() != Some(&model);
+            *shown = Some(model.clone());
+            changed
+        };
+        if changed && let Err(error) = tray::update(&self.app, &model) {
             tracing::warn!(%error, "could not update the tray");
         }
         let _ = self.app.emit("snapshot", snapshot);

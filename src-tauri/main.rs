@@ -129,7 +129,9 @@ fn on_menu(app: &tauri::AppHandle, action: tray::MenuAction) {
         }
         MenuAction::ToggleAutostart => {
             let enabled = !desktop.snapshot().autostart;
-            let _ = desktop.set_autostart(enabled);
+            if let Err(message) = commands::apply_autostart(app, &desktop, enabled) {
+                desktop.set_notice(message);
+            }
         }
         MenuAction::SignIn => {
             if let Err(message) = desktop.sign_in() {

@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 
 use linzumi_desktop_core::token_store::{
     DesktopTokenStore, KEYRING_SERVICE, KeyringTokenStore, TokenStorage,
@@ -35,32 +33,7 @@ fn token(value: &str) -> StoredToken {
 fn tokens_round_trip_through_a_real_secret_service() {
     let mut session = Session::new("keyring");
     session.start_bus();
-    support::require("gnome-keyring-daemon");
-    let data = session.dir.join("data");
-    let runtime = session.dir.join("runtime");
-    for dir in [&data, &runtime] {
-        std::fs::create_dir_all(dir).unwrap();
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
-    }
-    // `--unlock` reads the new login keyring's password from stdin until EOF.
-    let keyring = session.spawn(
-        "gnome-keyring-daemon",
-        Command::new("gnome-keyring-daemon")
-            .args(["--foreground", "--unlock", "--components=secrets"])
-            .env("HOME", &session.dir)
-            .env("XDG_DATA_HOME", &data)
-            .env("XDG_RUNTIME_DIR", &runtime)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null()),
-    );
-    let mut stdin = keyring.stdin.take().unwrap();
-    stdin.write_all(b"test-keyring-password").unwrap();
-    drop(stdin);
-    session.wait_for_name("org.freedesktop.secrets");
+    session.start_keyring();
     session.run_inner("inner_keyring_round_trip", &[]);
 }
 

@@ -122,6 +122,37 @@ impl Session {
         address
     }
 
+    /// gnome-keyring's Secret Service, unlocked, on the session bus.
+    pub fn start_keyring(&mut self) {
+        require("gnome-keyring-daemon");
+        let data = self.dir.join("data");
+        let runtime = self.dir.join("runtime");
+        for dir in [&data, &runtime] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        let home = self.dir.clone();
+        // `--unlock` reads the new login keyring's password from stdin until EOF.
+        let keyring = self.spawn(
+            "gnome-keyring-daemon",
+            Command::new("gnome-keyring-daemon")
+                .args(["--foreground", "--unlock", "--components=secrets"])
+                .env("HOME", &home)
+                .env("XDG_DATA_HOME", &data)
+                .env("XDG_RUNTIME_DIR", &runtime)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null()),
+        );
+        let mut stdin = keyring.stdin.take().unwrap();
+        std::io::Write::write_all(&mut stdin, b"test-keyring-password").unwrap();
+        drop(stdin);
+        self.wait_for_name("org.freedesktop.secrets");
+    }
+
     /// An X server for daemons that need a display; returns `:N`.
     pub fn start_xvfb(&mut self) -> String {
         require("Xvfb");
