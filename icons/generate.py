@@ -3,7 +3,10 @@
 
 The mark is a rounded square with a white "L" and a small status dot. The app icon
 uses the brand colour; the tray icons use one colour per overall state so the state
-reads at 16 px. Run it again after changing a colour: `python3 icons/generate.py`.
+reads at 16 px. Run it again after changing a colour: `python3 icons/generate.py`,
+then make the macOS and Windows icons from icon.png with the Tauri CLI:
+`tools/node_modules/.bin/tauri icon icons/icon.png -o /tmp/icons` and copy its
+icon.icns and icon.ico here.
 """
 import os
 import struct

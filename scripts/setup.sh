@@ -20,7 +20,7 @@ APT_PACKAGES=(
   # The desktop app's tests: a virtual display and session bus, a notification daemon,
   # an XEmbed tray, WebKit's WebDriver, the Secret Service, and X tools for screenshots.
   xvfb xauth dbus-x11 dbus-user-session dunst libnotify-bin webkit2gtk-driver trayer
-  xdotool x11-utils imagemagick fonts-dejavu-core at-spi2-core gnome-keyring
+  xdotool x11-utils imagemagick fonts-dejavu-core at-spi2-core gnome-keyring desktop-file-utils
 )
 
 log() { printf '==> %s\n' "$*"; }

@@ -25,3 +25,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+
+log "desktop .deb: builds, installs the app and the linzumi:// handler"
+./scripts/check-deb.sh
