@@ -5,6 +5,12 @@
 //! stream, because their order matters (an approval request follows its item's
 //! `item/started`). When the socket ends, every waiting request fails and the stream
 //! ends with [`CodexEvent::Closed`].
+//!
+//! An app-server that stops answering is not waited for forever: the client pings it
+//! every [`PING_INTERVAL`], and one that has sent nothing at all (not even the pong) by
+//! the next ping is taken as hung and its connection is ended. A message that is not
+//! JSON-RPC ends the connection too: the app-server is broken, and whatever it says next
+//! cannot be trusted. Either way the supervisor restarts it.
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -23,6 +29,9 @@ use super::jsonrpc::{self, Incoming, RpcError};
 
 /// How long a request may wait for its response unless the call says otherwise.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the app-server is pinged; one silent for a whole interval after a ping is
+/// taken as hung.
+pub const PING_INTERVAL: Duration = Duration::from_secs(15);
 /// The app-server's messages are JSON; thread histories can be large.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -103,6 +112,16 @@ impl CodexClient {
         url: &str,
         info: ClientInfo,
     ) -> Result<(CodexClient, mpsc::UnboundedReceiver<CodexEvent>), CodexError> {
+        CodexClient::connect_pinging(url, info, PING_INTERVAL).await
+    }
+
+    /// [`Self::connect`], pinging the app-server every `ping_interval` (see the module
+    /// documentation).
+    pub async fn connect_pinging(
+        url: &str,
+        info: ClientInfo,
+        ping_interval: Duration,
+    ) -> Result<(CodexClient, mpsc::UnboundedReceiver<CodexEvent>), CodexError> {
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_MESSAGE_BYTES))
             .max_frame_size(Some(MAX_MESSAGE_BYTES));
@@ -126,6 +145,7 @@ impl CodexClient {
                 events: events_tx,
                 pending: HashMap::new(),
                 next_id: 0,
+                ping_interval,
             }
             .run(),
         );
@@ -226,11 +246,17 @@ struct Connection {
     events: mpsc::UnboundedSender<CodexEvent>,
     pending: HashMap<u64, Pending>,
     next_id: u64,
+    ping_interval: Duration,
 }
 
 impl Connection {
     async fn run(mut self) {
         let (timeouts_tx, mut timeouts) = mpsc::unbounded_channel::<u64>();
+        let start = tokio::time::Instant::now() + self.ping_interval;
+        let mut ping = tokio::time::interval_at(start, self.ping_interval);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Whether anything came from the app-server since the last ping.
+        let mut heard = true;
         let reason = loop {
             tokio::select! {
                 command = self.commands.recv() => match command {
@@ -266,12 +292,31 @@ impl Connection {
                         }));
                     }
                 }
-                message = self.ws.next() => match message {
-                    Some(Ok(Message::Text(text))) => self.on_text(text.as_str()),
-                    Some(Ok(Message::Close(_))) | None => break "the app-server closed the connection".into(),
-                    Some(Ok(_)) => {}
-                    Some(Err(error)) => break format!("connection error: {error}"),
-                },
+                _ = ping.tick() => {
+                    if !heard {
+                        break format!(
+                            "the app-server stopped answering (nothing, not even a pong, for {:?})",
+                            self.ping_interval
+                        );
+                    }
+                    heard = false;
+                    if let Err(error) = self.ws.send(Message::Ping(Vec::new().into())).await {
+                        break format!("write failed: {error}");
+                    }
+                }
+                message = self.ws.next() => {
+                    heard = true;
+                    match message {
+                        Some(Ok(Message::Text(text))) => {
+                            if let Err(error) = self.on_text(text.as_str()) {
+                                break error;
+                            }
+                        }
+                        Some(Ok(Message::Close(_))) | None => break "the app-server closed the connection".into(),
+                        Some(Ok(_)) => {}
+                        Some(Err(error)) => break format!("connection error: {error}"),
+                    }
+                }
             }
         };
         debug!(%reason, "Codex app-server connection ended");
@@ -283,12 +328,13 @@ impl Connection {
         let _ = self.events.send(CodexEvent::Closed { reason });
     }
 
-    fn on_text(&mut self, text: &str) {
+    /// Handles one message; an error (the message is not JSON-RPC) ends the connection.
+    fn on_text(&mut self, text: &str) -> Result<(), String> {
         match Incoming::parse(text) {
             Ok(Incoming::Response { id, outcome }) => {
                 let Some(pending) = id.as_u64().and_then(|id| self.pending.remove(&id)) else {
                     debug!(%id, "response to an unknown or expired request");
-                    return;
+                    return Ok(());
                 };
                 let method = pending.method;
                 let result = outcome.map_err(|error| CodexError::Rpc { method, error });
@@ -302,7 +348,11 @@ impl Connection {
             Ok(Incoming::Request { id, method, params }) => {
                 let _ = self.events.send(CodexEvent::Request { id, method, params });
             }
-            Err(error) => warn!(%error, "dropped a message from the Codex app-server"),
+            Err(error) => {
+                warn!(%error, "the Codex app-server sent a message that is not JSON-RPC");
+                return Err(error.to_string());
+            }
         }
+        Ok(())
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{info, warn};
 
-use super::client::{ClientInfo, CodexClient, CodexEvent};
+use super::client::{ClientInfo, CodexClient, CodexEvent, PING_INTERVAL};
 use super::process::{AppServerProcess, AppServerSpec};
 use crate::phoenix::Backoff;
 
@@ -54,6 +54,17 @@ impl CodexSupervisor {
         info: ClientInfo,
         backoff: Backoff,
     ) -> (CodexSupervisor, mpsc::UnboundedReceiver<SupervisorEvent>) {
+        CodexSupervisor::start_pinging(source, info, backoff, PING_INTERVAL)
+    }
+
+    /// [`Self::start`], pinging each app-server every `ping_interval`: one that stops
+    /// answering is lost and replaced like one that died.
+    pub fn start_pinging(
+        source: AppServerSource,
+        info: ClientInfo,
+        backoff: Backoff,
+        ping_interval: Duration,
+    ) -> (CodexSupervisor, mpsc::UnboundedReceiver<SupervisorEvent>) {
         let (client_tx, client) = watch::channel(None);
         let (events_tx, events) = mpsc::unbounded_channel();
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -62,6 +73,7 @@ impl CodexSupervisor {
         let signals = Signals {
             stop: stop_rx,
             restart: restart.clone(),
+            ping_interval,
         };
         tokio::spawn(async move {
             supervise(source, info, backoff, client_tx, events_tx, signals).await;
@@ -107,6 +119,7 @@ impl CodexSupervisor {
 struct Signals {
     stop: oneshot::Receiver<()>,
     restart: Arc<Notify>,
+    ping_interval: Duration,
 }
 
 async fn supervise(
@@ -117,12 +130,16 @@ async fn supervise(
     events: mpsc::UnboundedSender<SupervisorEvent>,
     signals: Signals,
 ) {
-    let Signals { mut stop, restart } = signals;
+    let Signals {
+        mut stop,
+        restart,
+        ping_interval,
+    } = signals;
     let mut failures = 0;
     let mut restarted = false;
     loop {
         let started = tokio::select! {
-            started = start_once(&source, &info) => started,
+            started = start_once(&source, &info, ping_interval) => started,
             _ = &mut stop => return,
         };
         let (mut process, client, mut codex_events) = match started {
@@ -140,12 +157,13 @@ async fn supervise(
         };
         failures = 0;
         info!(url = client.url(), restarted, "Codex app-server ready");
+        // The client first: whoever hears `Ready` may use it at once.
+        client_tx.send_replace(Some(client.clone()));
         let _ = events.send(SupervisorEvent::Ready {
             url: client.url().to_owned(),
             pid: process.as_ref().and_then(AppServerProcess::pid),
             restart: restarted,
         });
-        client_tx.send_replace(Some(client.clone()));
 
         // Forward events until the connection ends, the process dies, or we are stopped.
         let mut requested = false;
@@ -200,13 +218,17 @@ type Started = (
     mpsc::UnboundedReceiver<CodexEvent>,
 );
 
-async fn start_once(source: &AppServerSource, info: &ClientInfo) -> Result<Started, String> {
+async fn start_once(
+    source: &AppServerSource,
+    info: &ClientInfo,
+    ping_interval: Duration,
+) -> Result<Started, String> {
     match source {
         AppServerSource::Spawn(spec) => {
             let mut process = AppServerProcess::spawn(spec)
                 .await
                 .map_err(|error| error.to_string())?;
-            match CodexClient::connect(process.url(), info.clone()).await {
+            match CodexClient::connect_pinging(process.url(), info.clone(), ping_interval).await {
                 Ok((client, events)) => Ok((Some(process), client, events)),
                 Err(error) => {
                     process.terminate(Duration::from_secs(1)).await;
@@ -215,7 +237,7 @@ async fn start_once(source: &AppServerSource, info: &ClientInfo) -> Result<Start
             }
         }
         AppServerSource::Attach(url) => {
-            let (client, events) = CodexClient::connect(url, info.clone())
+            let (client, events) = CodexClient::connect_pinging(url, info.clone(), ping_interval)
                 .await
                 .map_err(|error| error.to_string())?;
             Ok((None, client, events))

@@ -75,6 +75,9 @@ pub struct RunnerOptions {
     pub tool_status: Option<Value>,
     pub heartbeat_interval: Duration,
     pub codex_restart: Backoff,
+    /// How often the app-server is pinged; one that stays silent for this long after a
+    /// ping is taken as hung and restarted.
+    pub codex_ping_interval: Duration,
     /// Bind a Kandan chat thread (`--workspace`/`--channel`).
     pub channel_session: Option<SessionOptions>,
     /// The local editor; `None` answers `start_local_editor` with a refusal.
@@ -163,6 +166,7 @@ impl RunnerOptions {
             tool_status: None,
             heartbeat_interval: HEARTBEAT_INTERVAL,
             codex_restart: Backoff::rejoin(),
+            codex_ping_interval: crate::codex::client::PING_INTERVAL,
             channel_session: None,
             editor: None,
         }
@@ -357,10 +361,11 @@ impl Runner {
             json!({"topic": topic, "response": joined.response}),
         );
 
-        let (mut supervisor, mut codex_events) = CodexSupervisor::start(
+        let (mut supervisor, mut codex_events) = CodexSupervisor::start_pinging(
             options.codex.clone(),
             ClientInfo::default(),
             options.codex_restart.clone(),
+            options.codex_ping_interval,
         );
         let codex = match first_ready(&mut codex_events).await {
             Ok(endpoint) => {
