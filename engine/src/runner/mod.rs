@@ -876,6 +876,13 @@ impl Loop {
                     .log("kandan.disconnected", json!({"message": reason}));
                 let _ = self.events.send(RunnerEvent::KandanOffline { reason });
             }
+            Ok(Lifecycle::ChannelRejoined { topic }) if topic == self.outbox.topic() => {
+                // Kandan dropped the chat messages meant for the topic while it was not
+                // joined: the session binds again to catch up on them (protocol §5.1).
+                if let Some(session) = &self.session {
+                    session.send(SessionInput::KandanReconnected);
+                }
+            }
             _ => {}
         }
     }
