@@ -4,7 +4,8 @@
 //! Secrets never reach the file: fields named like credentials are replaced, and any
 //! occurrence of a known secret (the access token) anywhere in a line is masked too.
 //! A failing write (a full disk, a removed folder) never stops the runner: the first
-//! failure is reported once, later lines are counted, and logging resumes by itself.
+//! failure is reported once, later lines are counted, and logging resumes by itself. A
+//! line is written whole or not at all.
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -107,7 +108,7 @@ impl Sink {
             }
         }
         let result = match self.file.as_mut() {
-            Some(file) => file.write_all(bytes),
+            Some(file) => append_whole(file, bytes),
             None => Ok(()),
         };
         match result {
@@ -132,6 +133,15 @@ impl Sink {
         self.failing = true;
         self.dropped += 1;
     }
+}
+
+/// Appends `bytes` whole or not at all: a write cut short (a full disk) is taken back, so
+/// the file never holds half a line for the next line to run into.
+fn append_whole(file: &mut File, bytes: &[u8]) -> std::io::Result<()> {
+    let start = file.metadata()?.len();
+    file.write_all(bytes).inspect_err(|_| {
+        let _ = file.set_len(start);
+    })
 }
 
 fn redact_keys(value: Value) -> Value {
