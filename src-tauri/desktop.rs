@@ -530,6 +530,14 @@ impl<R: Runtime> Desktop<R> {
         Ok(())
     }
 
+    /// Ends every folder's runner (the app quits); the folders stay shared for next time.
+    pub async fn stop_all(&self) {
+        let runners: Vec<Runner> = self.runners.lock().await.drain().map(|(_, r)| r).collect();
+        for mut runner in runners {
+            runner.stop().await;
+        }
+    }
+
     /// Opens the browser on Kandan's authorization page; the deep link completes it.
     pub fn sign_in(self: &Arc<Self>) -> Result<(), String> {
         let kandan = self.kandan()?;

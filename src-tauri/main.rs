@@ -80,7 +80,11 @@ fn main() {
                     }
                 }
             }
-            if !tray_host::available() {
+            // With a tray the app lives there and the window opens on demand; without
+            // one, the window is the app.
+            let in_tray = tray_host::available();
+            app.manage(InTray(in_tray));
+            if !in_tray {
                 show_window(app.handle());
             }
             desktop.publish();
@@ -88,11 +92,28 @@ fn main() {
             tauri::async_runtime::spawn(async move { resume.resume().await });
             Ok(())
         })
-        .run(tauri::generate_context!());
-    if let Err(error) = result {
-        eprintln!("linzumi-desktop: {error}");
-        std::process::exit(1);
-    }
+        .build(tauri::generate_context!());
+    let app = match result {
+        Ok(app) => app,
+        Err(error) => {
+            eprintln!("linzumi-desktop: {error}");
+            std::process::exit(1);
+        }
+    };
+    app.run(|app, event| match event {
+        // The last window closed (its webview and WebKit processes are gone): a tray app
+        // keeps running; Quit asks with a code and does end it.
+        tauri::RunEvent::ExitRequested {
+            code: None, api, ..
+        } if app.try_state::<InTray>().is_some_and(|in_tray| in_tray.0) => api.prevent_exit(),
+        // Codex and everything it started end with the app.
+        tauri::RunEvent::Exit => {
+            if let Some(desktop) = app.try_state::<std::sync::Arc<desktop::Desktop<tauri::Wry>>>() {
+                tauri::async_runtime::block_on(desktop.stop_all());
+            }
+        }
+        _ => {}
+    });
 }
 
 fn on_menu(app: &tauri::AppHandle, action: tray::MenuAction) {
@@ -154,9 +175,26 @@ fn on_menu(app: &tauri::AppHandle, action: tray::MenuAction) {
     }
 }
 
+/// Whether the app has a tray icon to live in.
+struct InTray(bool);
+
+/// Shows the window, creating it if it is closed: a closed window keeps no webview (and
+/// no WebKit processes) alive while the app waits in the tray.
 fn show_window<R: tauri::Runtime>(app: &tauri::AppHandle<R>) {
     if let Some(window) = app.get_webview_window("main") {
         let _ = window.show();
         let _ = window.set_focus();
+        return;
+    }
+    let built = tauri::WebviewWindowBuilder::new(app, "main", tauri::WebviewUrl::default())
+        .title("Linzumi")
+        .inner_size(900.0, 640.0)
+        .min_inner_size(560.0, 420.0)
+        .build();
+    match built {
+        Ok(window) => {
+            let _ = window.set_focus();
+        }
+        Err(error) => tracing::warn!(%error, "could not open the window"),
     }
 }

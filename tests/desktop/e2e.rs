@@ -12,7 +12,8 @@
 //! - Codex asks for approval: dunst shows the notification, its Approve button resolves
 //!   the request on Kandan. Answered in the chat first, the notification is withdrawn.
 //! - The tray menu (trayer as the tray host, clicked with xdotool) turns on Start at
-//!   login, and Quit ends the app.
+//!   login, opens the window (made only then: a tray app keeps no webview while
+//!   closed), and Quit ends the app.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../../src-tauri/core/tests/support/mod.rs"]
@@ -620,11 +621,46 @@ async fn the_tray_menu_works_in_a_real_tray() {
         serde_json::from_str(&std::fs::read_to_string(&desk.config_path).unwrap()).unwrap();
     assert_eq!(config["settings"]["startAtLogin"], true, "{config:#}");
 
+    // With a tray, the window is only made when asked for: Open Linzumi.
+    let window_shown = || {
+        desk.command("xdotool")
+            .args(["search", "--onlyvisible", "--name", "^Linzumi$"])
+            .output()
+            .is_ok_and(|output| !output.stdout.is_empty())
+    };
+    assert!(!window_shown(), "no window before it is asked for");
     open_menu();
-    key(&["Up", "Return"]);
-    wait_until("Quit ends the app", WAIT, || {
-        app.try_wait().unwrap().is_some()
-    });
+    key(&["Up", "Up", "Up", "Up", "Return"]);
+    wait_until("Open Linzumi shows the window", WAIT, window_shown);
+
+    // Without a window manager the window opens over the panel: move it below.
+    let moved = desk
+        .command("xdotool")
+        .args([
+            "search",
+            "--onlyvisible",
+            "--name",
+            "^Linzumi$",
+            "windowmove",
+            "0",
+            "40",
+        ])
+        .status()
+        .unwrap();
+    assert!(moved.success());
+    for _ in 0..5 {
+        open_menu();
+        key(&["Up", "Return"]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while app.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if app.try_wait().unwrap().is_some() {
+            break;
+        }
+        key(&["Escape"]);
+    }
+    assert!(app.try_wait().unwrap().is_some(), "Quit ends the app");
     assert!(app.wait().unwrap().success());
     kandan.shutdown().await;
 }
