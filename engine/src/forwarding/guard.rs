@@ -9,6 +9,10 @@ use std::collections::BTreeSet;
 pub const MAX_CONTROL_BODY: usize = 4 * 1024 * 1024;
 /// A request may carry at most this many headers.
 pub const MAX_HEADERS: usize = 100;
+/// And at most this many bytes of names and values (a name listed with several values
+/// counts once per value), the size of a tunnel `OPEN` payload: local servers refuse far
+/// less (Node: 16 KiB).
+pub const MAX_HEADER_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
@@ -155,37 +159,57 @@ fn valid_header(name: &str, value: &str) -> bool {
 }
 
 /// Parses the `headers` field of a control: an object of name → value (or list of
-/// values) or a list of `[name, value]` pairs.
+/// values) or a list of `[name, value]` pairs. Refuses more than [`MAX_HEADERS`] pairs or
+/// [`MAX_HEADER_BYTES`] before copying them: a long name with a long list of values would
+/// otherwise be copied once per value, far beyond the size of the frame.
 pub fn header_pairs(value: Option<&serde_json::Value>) -> Result<Vec<(String, String)>, Refused> {
     use serde_json::Value;
     let bad = || Refused::BadRequest("headers must be an object or a list of [name, value]".into());
+    let mut pairs = Pairs::default();
     match value {
-        None | Some(Value::Null) => Ok(Vec::new()),
+        None | Some(Value::Null) => {}
         Some(Value::Object(map)) => {
-            let mut pairs = Vec::new();
             for (name, value) in map {
                 match value {
-                    Value::String(text) => pairs.push((name.clone(), text.clone())),
+                    Value::String(text) => pairs.push(name, text)?,
                     Value::Array(values) => {
                         for value in values {
-                            pairs.push((name.clone(), value.as_str().ok_or_else(bad)?.to_owned()));
+                            pairs.push(name, value.as_str().ok_or_else(bad)?)?;
                         }
                     }
                     _ => return Err(bad()),
                 }
             }
-            Ok(pairs)
         }
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| match item.as_array().map(Vec::as_slice) {
-                Some([Value::String(name), Value::String(value)]) => {
-                    Ok((name.clone(), value.clone()))
+        Some(Value::Array(items)) => {
+            for item in items {
+                match item.as_array().map(Vec::as_slice) {
+                    Some([Value::String(name), Value::String(value)]) => pairs.push(name, value)?,
+                    _ => return Err(bad()),
                 }
-                _ => Err(bad()),
-            })
-            .collect(),
-        Some(_) => Err(bad()),
+            }
+        }
+        Some(_) => return Err(bad()),
+    }
+    Ok(pairs.list)
+}
+
+#[derive(Default)]
+struct Pairs {
+    list: Vec<(String, String)>,
+    bytes: usize,
+}
+
+impl Pairs {
+    fn push(&mut self, name: &str, value: &str) -> Result<(), Refused> {
+        self.bytes += name.len() + value.len();
+        if self.list.len() >= MAX_HEADERS || self.bytes > MAX_HEADER_BYTES {
+            return Err(Refused::BadRequest(format!(
+                "the headers are over the limit of {MAX_HEADERS} headers or {MAX_HEADER_BYTES} bytes"
+            )));
+        }
+        self.list.push((name.to_owned(), value.to_owned()));
+        Ok(())
     }
 }
 
@@ -287,6 +311,29 @@ mod tests {
         );
         assert!(header_pairs(Some(&json!({"a": 1}))).is_err());
         assert!(header_pairs(Some(&json!([["a"]]))).is_err());
+    }
+
+    #[test]
+    fn header_fields_are_bounded_before_they_are_copied() {
+        // Seen while writing fuzz/fuzz_targets/kandan_control.rs (which now checks the
+        // bound): a 64 KiB name listed with 100 values expanded to 6.4 MiB of pairs, and an
+        // 8 MiB control to terabytes.
+        let name = "x".repeat(64 * 1024);
+        let mut map = serde_json::Map::new();
+        map.insert(name, json!(vec![""; MAX_HEADERS]));
+        assert!(matches!(
+            header_pairs(Some(&serde_json::Value::Object(map))),
+            Err(Refused::BadRequest(_))
+        ));
+        let too_many = json!({"a": vec!["v"; MAX_HEADERS + 1]});
+        assert!(matches!(
+            header_pairs(Some(&too_many)),
+            Err(Refused::BadRequest(_))
+        ));
+        let pairs = vec![json!(["a", "v"]); MAX_HEADERS + 1];
+        assert!(header_pairs(Some(&json!(pairs))).is_err());
+        let most = json!({"a": vec!["v"; MAX_HEADERS]});
+        assert_eq!(header_pairs(Some(&most)).unwrap().len(), MAX_HEADERS);
     }
 
     #[test]
