@@ -100,6 +100,16 @@ for dir in tests/conformance/*/ tests/browser/; do
   if [[ -f "$dir/package-lock.json" ]]; then npm_install "${dir%/}"; fi
 done
 
+# Fuzzing (scripts/fuzz.sh): a nightly toolchain and cargo-fuzz.
+if ! cargo +nightly --version >/dev/null 2>&1; then
+  log "installing the nightly toolchain (fuzzing)"
+  rustup toolchain install nightly --profile minimal
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  log "installing cargo-fuzz"
+  cargo install cargo-fuzz --locked
+fi
+
 # tauri-driver: the WebDriver bridge of the desktop end-to-end test (to WebKitWebDriver).
 if ! command -v tauri-driver >/dev/null; then
   log "installing tauri-driver (about a minute and a half)"

@@ -28,3 +28,6 @@ fi
 
 log "desktop .deb: builds, installs the app and the linzumi:// handler"
 ./scripts/check-deb.sh
+
+log "fuzzing (10 s per target; scripts/fuzz.sh long for the on-demand run)"
+./scripts/fuzz.sh short 10
