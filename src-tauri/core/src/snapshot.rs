@@ -355,6 +355,7 @@ mod tests {
                 "model": null,
                 "reasoningEffort": null,
                 "fast": false,
+                "approvalPolicy": null,
                 "listenUser": null,
                 "allowedRoots": [],
                 "forwardPorts": [],
