@@ -73,47 +73,54 @@ fn main() {
     };
     println!("Linzumi Desktop ({runs} cold starts, release build)");
     report(
-        "desktop_cold_start_tray_ready",
+        "cold_start_tray_ready",
+        "cold start to the tray icon",
         "ms",
         &ms(|run| run.tray_ready),
     );
     report(
-        "desktop_cold_start_folder_shared",
+        "cold_start_folder_shared",
+        "cold start to the folder shared (Codex up, posted in Kandan)",
         "ms",
         &ms(|run| run.folder_joined),
     );
     report(
-        "desktop_idle_rss_backend",
+        "idle_rss_tray",
+        "idle RSS in the tray, window closed (the backend)",
         "MiB",
         &mib(|run| run.backend_kib),
     );
     report(
-        "desktop_idle_rss_anon_backend",
+        "idle_rss_tray_anon",
+        "  of which its own anonymous memory",
         "MiB",
         &mib(|run| run.backend_anon_kib),
     );
     report(
-        "desktop_idle_rss_backend_plus_webview",
+        "idle_rss_window",
+        "idle RSS with the window open (app + WebKit processes)",
         "MiB",
         &mib(|run| run.with_window_kib),
     );
     report(
-        "desktop_idle_rss_codex_app_server",
+        "idle_rss_codex",
+        "Codex (npm wrapper + app-server), for comparison",
         "MiB",
         &mib(|run| run.codex_kib),
     );
 }
 
-fn report(name: &str, unit: &str, samples: &[f64]) {
+fn report(name: &str, label: &str, unit: &str, samples: &[f64]) {
     let mut sorted = samples.to_vec();
     sorted.sort_by(f64::total_cmp);
     let median = sorted[sorted.len() / 2];
     let (min, max) = (sorted[0], sorted[sorted.len() - 1]);
-    println!("  {name:<40} median {median:>8.1} {unit}  (min {min:.1}, max {max:.1})");
+    println!("  {label:<62} median {median:>7.1} {unit}  (min {min:.1}, max {max:.1})");
+    // The line format of bench/report/README.md.
     if let Some(path) = std::env::var_os("LINZUMI_BENCH_JSON") {
         use std::io::Write as _;
-        let line = json!({"bench": name, "unit": unit, "median": median, "min": min,
-            "max": max, "samples": samples});
+        let line = json!({"bench": "desktop", "metric": name, "label": label, "value": median,
+            "unit": unit, "role": "measured", "min": min, "max": max, "samples": samples});
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
