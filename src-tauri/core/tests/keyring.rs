@@ -4,7 +4,6 @@
 
 mod support;
 
-
 use linzumi_desktop_core::token_store::{
     DesktopTokenStore, KEYRING_SERVICE, KeyringTokenStore, TokenStorage,
 };
