@@ -38,7 +38,10 @@ use hyper::body::Frame;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use support::{Linzumi, Scratch, WAIT, connect_args, cpu_seconds, kandan, percentile, rss_kib};
+use support::{
+    Linzumi, Scratch, WAIT, connect_args, cpu_seconds, distribution, kandan, metric, percentile,
+    rss_kib, target,
+};
 use tokio::net::{TcpListener, TcpStream};
 
 const RUNNER: &str = "bench-forward";
@@ -134,6 +137,20 @@ async fn run() {
             "  {:<7} p50 {p50:>7.0} µs   p99 {p99:>7.0} µs{added}",
             route.name
         );
+        for (quantile, value) in [("p50", p50), ("p99", p99)] {
+            metric(
+                "forwarding",
+                &format!("latency_{quantile}_{}", route.name),
+                &format!(
+                    "small request latency {quantile}, one connection: {}",
+                    route.name
+                ),
+                value,
+                "µs",
+                role(route.name),
+                None,
+            );
+        }
     }
 
     println!("\nsmall requests per second ({CONNECTIONS} connections, {LOAD_SECONDS} s)");
@@ -156,7 +173,7 @@ async fn run() {
         let (rate, count) = requests_per_second(route).await;
         let cpu: Vec<String> = pids
             .iter()
-            .zip(before)
+            .zip(before.iter().copied())
             .map(|((who, pid), before)| {
                 format!(
                     "{who} {:.1}",
@@ -165,6 +182,30 @@ async fn run() {
             })
             .collect();
         rates.push((route.name, rate));
+        metric(
+            "forwarding",
+            &format!("rate_{}", route.name),
+            &format!(
+                "small requests per second, {CONNECTIONS} connections: {}",
+                route.name
+            ),
+            rate,
+            "req/s",
+            role(route.name),
+            None,
+        );
+        if let Some(((_, runner), before)) = pids.iter().zip(&before).find(|(p, _)| p.0 == "runner")
+        {
+            metric(
+                "forwarding",
+                "runner_cpu_per_request",
+                "runner CPU per forwarded small request",
+                (cpu_seconds(*runner) - before) * 1e6 / count as f64,
+                "µs",
+                "info",
+                None,
+            );
+        }
         println!(
             "  {:<7} {rate:>9.0} req/s  ({:.0}% of direct; CPU µs per request: {})",
             route.name,
@@ -184,6 +225,30 @@ async fn run() {
         let speed = download_speed(route).await;
         let runner_cpu = cpu_seconds(linzumi.pid()) - cpu_before;
         speeds.push((route.name, speed));
+        metric(
+            "forwarding",
+            &format!("large_body_{}", route.name),
+            &format!(
+                "large body ({} MiB) on one connection: {}",
+                LARGE / (1024 * 1024),
+                route.name
+            ),
+            speed,
+            "MB/s",
+            role(route.name),
+            None,
+        );
+        if route.name == "tunnel" {
+            metric(
+                "forwarding",
+                "runner_cpu_per_gib",
+                "runner CPU per GiB streamed through the tunnel",
+                runner_cpu / (3.0 * LARGE as f64 / f64::from(1u32 << 30)),
+                "s/GiB",
+                "info",
+                None,
+            );
+        }
         let cpu = if route.name == "tunnel" {
             format!(
                 ", runner CPU {:.2} s/GiB",
@@ -207,6 +272,25 @@ async fn run() {
         peak as f64 / 1024.0
     );
 
+    metric(
+        "forwarding",
+        "runner_rss_before_streaming",
+        "runner resident memory before streaming",
+        baseline as f64 / 1024.0,
+        "MiB",
+        "info",
+        None,
+    );
+    metric(
+        "forwarding",
+        "runner_rss_streaming_peak",
+        "runner resident memory peak streaming 100 MB through the tunnel",
+        peak as f64 / 1024.0,
+        "MiB",
+        "measured",
+        target("<", 30.0, "< 30 MB"),
+    );
+
     let tunnel_rate = rates[1].1 / rates[0].1;
     let tunnel_speed = speeds[1].1 / speeds[0].1;
     println!("\ntargets:");
@@ -219,11 +303,56 @@ async fn run() {
         "  added p50 latency < 1 ms: {:.0} µs",
         latencies[1].0 - latencies[0].0
     );
+    metric(
+        "forwarding",
+        "tunnel_rate_pct_of_direct",
+        "tunnel small requests/s as % of direct",
+        100.0 * tunnel_rate,
+        "%",
+        "measured",
+        target(">=", 50.0, "≥ 50%"),
+    );
+    metric(
+        "forwarding",
+        "tunnel_speed_pct_of_direct",
+        "tunnel large-body MB/s as % of direct",
+        100.0 * tunnel_speed,
+        "%",
+        "measured",
+        target(">=", 50.0, "≥ 50%"),
+    );
+    metric(
+        "forwarding",
+        "tunnel_added_p50",
+        "latency the tunnel adds to direct, p50",
+        latencies[1].0 - latencies[0].0,
+        "µs",
+        "measured",
+        target("<", 1000.0, "< 1 ms"),
+    );
     if let (Some(bore_rate), Some(bore_speed)) = (rates.get(2), speeds.get(2)) {
         println!(
             "  tunnel ≥ bore: {:.2}x bore's req/s, {:.2}x bore's MB/s",
             rates[1].1 / bore_rate.1,
             speeds[1].1 / bore_speed.1
+        );
+        metric(
+            "forwarding",
+            "tunnel_rate_vs_bore",
+            "tunnel small requests/s ÷ bore's",
+            rates[1].1 / bore_rate.1,
+            "x",
+            "measured",
+            target(">=", 1.0, "≥ 1x (tunnel ≥ bore)"),
+        );
+        metric(
+            "forwarding",
+            "tunnel_speed_vs_bore",
+            "tunnel large-body MB/s ÷ bore's",
+            speeds[1].1 / bore_speed.1,
+            "x",
+            "measured",
+            target(">=", 1.0, "≥ 1x (tunnel ≥ bore)"),
         );
     }
     println!(
@@ -330,7 +459,23 @@ async fn latency(route: &Route) -> (f64, f64) {
         samples.push(started.elapsed().as_secs_f64() * 1e6);
     }
     samples.sort_by(f64::total_cmp);
+    distribution(
+        "forwarding",
+        &format!("latency_{}", route.name),
+        &format!("small request latency, one connection: {}", route.name),
+        "µs",
+        &samples,
+    );
     (percentile(&samples, 0.5), percentile(&samples, 0.99))
+}
+
+/// Whose figure a route's is: the tunnel is Linzumi's, the others are peers.
+fn role(route: &str) -> &'static str {
+    if route == "tunnel" {
+        "measured"
+    } else {
+        "peer"
+    }
 }
 
 /// Requests per second in the measured window, and how many requests were made in all

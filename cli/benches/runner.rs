@@ -25,8 +25,8 @@ use kandan_test_server::KandanTestServer;
 use mock_model_api::{CodexHome, CodexHomeOptions, MockModelApi};
 use serde_json::json;
 use support::{
-    CHANNEL, Linzumi, Scratch, WAIT, WORKSPACE, connect_args, cpu_seconds, kandan, percentile,
-    rss_kib, wait_event, with_fake_codex, with_session,
+    CHANNEL, Linzumi, Scratch, WAIT, WORKSPACE, connect_args, cpu_seconds, distribution, kandan,
+    metric, percentile, rss_kib, target, wait_event, with_fake_codex, with_session,
 };
 
 fn main() {
@@ -114,6 +114,18 @@ async fn idle_memory() {
             "idle memory of linzumi connect ({label}): {:.1} MiB resident  [target < 15 MiB]",
             rss as f64 / 1024.0
         );
+        metric(
+            "runner",
+            &format!(
+                "idle_rss_{}",
+                if session { "session" } else { "no_session" }
+            ),
+            &format!("idle resident memory of linzumi connect ({label})"),
+            rss as f64 / 1024.0,
+            "MiB",
+            "measured",
+            target("<", 15.0, "< 15 MiB"),
+        );
         // Idle CPU: heartbeats, and with a session the dev-server watcher's scans.
         let before = cpu_seconds(linzumi.pid());
         tokio::time::sleep(Duration::from_secs(10)).await;
@@ -121,6 +133,18 @@ async fn idle_memory() {
         println!(
             "idle CPU of linzumi connect ({label}): {:.2}% of one core over 10 s",
             idle * 10.0
+        );
+        metric(
+            "runner",
+            &format!(
+                "idle_cpu_{}",
+                if session { "session" } else { "no_session" }
+            ),
+            &format!("idle CPU of linzumi connect ({label}), over 10 s"),
+            idle * 10.0,
+            "% of a core",
+            "measured",
+            None,
         );
         linzumi.stop();
     }
@@ -163,6 +187,15 @@ async fn bun_floor() {
         "floor: bare Bun runtime holding one Phoenix websocket: {:.1} MiB resident",
         rss_kib(bun.id()) as f64 / 1024.0
     );
+    metric(
+        "runner",
+        "bun_floor_rss",
+        "floor: bare Bun runtime holding one Phoenix websocket",
+        rss_kib(bun.id()) as f64 / 1024.0,
+        "MiB",
+        "peer",
+        None,
+    );
     let _ = bun.kill();
     let _ = bun.wait();
 }
@@ -198,6 +231,24 @@ async fn forwarding_throughput() {
     println!(
         "notification forwarding Codex → Kandan: {:.0} notifications/s ({NOTIFICATIONS} in {elapsed:.2} s, runner CPU {cpu:.2} s)",
         NOTIFICATIONS as f64 / elapsed
+    );
+    metric(
+        "runner",
+        "notification_forwarding_rate",
+        "notification forwarding Codex → Kandan",
+        NOTIFICATIONS as f64 / elapsed,
+        "notifications/s",
+        "measured",
+        None,
+    );
+    metric(
+        "runner",
+        "notification_forwarding_cpu",
+        "runner CPU for 20,000 forwarded notifications",
+        cpu,
+        "s",
+        "info",
+        None,
     );
     linzumi.stop();
 }
@@ -275,6 +326,33 @@ async fn delta_latency() {
         percentile(&latencies, 0.99),
         latencies.last().copied().unwrap_or(0.0)
     );
+    for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
+        metric(
+            "runner",
+            &format!("delta_latency_{name}"),
+            &format!("delta → Kandan latency {name} (150 ms flush)"),
+            percentile(&latencies, q),
+            "ms",
+            "measured",
+            target("<=", 155.0, "≤ 155 ms (flush + 5 ms)"),
+        );
+    }
+    metric(
+        "runner",
+        "delta_latency_max",
+        "delta → Kandan latency, max",
+        latencies.last().copied().unwrap_or(0.0),
+        "ms",
+        "info",
+        None,
+    );
+    distribution(
+        "runner",
+        "delta_latency",
+        "delta → Kandan latency (2,000 deltas 2 ms apart, 150 ms flush)",
+        "ms",
+        &latencies,
+    );
     linzumi.stop();
 }
 
@@ -310,6 +388,24 @@ async fn delta_cpu() {
     println!(
         "100,000 deltas carried to Kandan: runner CPU {cpu:.2} s, wall {wall:.2} s, {} writes  [target CPU < 1 s]",
         1 + answer.updated_count
+    );
+    metric(
+        "runner",
+        "delta_cpu_100k",
+        "runner CPU to carry 100,000 deltas to Kandan",
+        cpu,
+        "s",
+        "measured",
+        target("<", 1.0, "< 1 s"),
+    );
+    metric(
+        "runner",
+        "delta_wall_100k",
+        "wall time to carry 100,000 deltas to Kandan",
+        wall,
+        "s",
+        "info",
+        None,
     );
     linzumi.stop();
 }

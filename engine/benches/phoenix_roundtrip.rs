@@ -83,6 +83,60 @@ fn start_server_thread() -> (String, String) {
     ready_rx.recv().expect("server ready")
 }
 
+/// Appends one figure as a JSON line to the file named by `LINZUMI_BENCH_JSON` (nothing
+/// when unset); `scripts/bench.sh` builds `docs/benchmarks.md` from these lines.
+fn emit(
+    metric: &str,
+    label: &str,
+    value: f64,
+    unit: &str,
+    role: &str,
+    target: Option<(&str, f64, &str)>,
+) {
+    use std::io::Write as _;
+    let Some(path) = std::env::var_os("LINZUMI_BENCH_JSON") else {
+        return;
+    };
+    let target = target.map(|(op, bound, text)| json!({"op": op, "value": bound, "text": text}));
+    let line = json!({"bench": "phoenix_roundtrip", "metric": metric, "label": label,
+        "value": value, "unit": unit, "role": role, "target": target});
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut file| writeln!(file, "{line}"));
+    if let Err(error) = written {
+        eprintln!("LINZUMI_BENCH_JSON={}: {error}", path.to_string_lossy());
+    }
+}
+
+/// The p50 and p99 of a histogram as figures.
+fn emit_histogram(
+    metric: &str,
+    label: &str,
+    histogram: &Histogram<u64>,
+    role: &str,
+    target: Option<(&str, f64, &str)>,
+) {
+    let micros = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+    emit(
+        &format!("{metric}_p50"),
+        &format!("{label}, p50"),
+        micros(0.5),
+        "µs",
+        role,
+        target,
+    );
+    emit(
+        &format!("{metric}_p99"),
+        &format!("{label}, p99"),
+        micros(0.99),
+        "µs",
+        role,
+        None,
+    );
+}
+
 fn report(label: &str, histogram: &Histogram<u64>, target: &str) {
     let micros = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
     println!(
@@ -121,6 +175,13 @@ fn tcp_floor() {
         }
     }
     report("floor: TCP ping-pong between two threads", &histogram, "");
+    emit_histogram(
+        "tcp_floor",
+        "floor: TCP ping-pong between two threads",
+        &histogram,
+        "peer",
+        None,
+    );
 }
 
 async fn websocket_floor(runtime: &str, ws_url: &str, token: &str) {
@@ -152,6 +213,13 @@ async fn websocket_floor(runtime: &str, ws_url: &str, token: &str) {
         &format!("floor: raw WebSocket echo, no client ({runtime})"),
         &histogram,
         "",
+    );
+    emit_histogram(
+        &format!("websocket_floor_{runtime}"),
+        &format!("floor: raw WebSocket echo, no client ({runtime})"),
+        &histogram,
+        "peer",
+        None,
     );
 }
 
@@ -185,6 +253,13 @@ async fn client(runtime: &str, ws_url: &str, token: &str) {
         &histogram,
         "  [target p50 < 100 µs]",
     );
+    emit_histogram(
+        &format!("client_roundtrip_{runtime}"),
+        &format!("linzumi client push→reply ({runtime})"),
+        &histogram,
+        "measured",
+        Some(("<", 100.0, "p50 < 100 µs")),
+    );
 
     let started = Instant::now();
     let mut in_flight = FuturesUnordered::new();
@@ -208,6 +283,14 @@ async fn client(runtime: &str, ws_url: &str, token: &str) {
     println!(
         "linzumi client pipelined ({runtime}, {IN_FLIGHT} in flight): {:.0} push/reply pairs per second  [target ≥ 20,000/s]",
         PIPELINED as f64 / elapsed.as_secs_f64()
+    );
+    emit(
+        &format!("client_pipelined_{runtime}"),
+        &format!("linzumi client pipelined ({runtime}, {IN_FLIGHT} in flight)"),
+        PIPELINED as f64 / elapsed.as_secs_f64(),
+        "pairs/s",
+        "measured",
+        Some((">=", 20_000.0, "≥ 20,000/s")),
     );
     client.close().await;
 }

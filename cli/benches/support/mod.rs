@@ -145,3 +145,91 @@ pub async fn wait_event(server: &KandanTestServer, runner: &str, event: &str) {
         .await
         .expect("event");
 }
+
+// ---- machine-readable results -------------------------------------------------------------
+
+/// A figure's target, as the issues state it: `value op bound` must hold (`op` is `<`,
+/// `<=`, `>` or `>=`); `text` is how the human output writes it.
+pub struct Target {
+    pub op: &'static str,
+    pub bound: f64,
+    pub text: String,
+}
+
+pub fn target(op: &'static str, bound: f64, text: impl Into<String>) -> Option<Target> {
+    Some(Target {
+        op,
+        bound,
+        text: text.into(),
+    })
+}
+
+/// Appends one JSON object as a line to the file named by `LINZUMI_BENCH_JSON` (nothing
+/// happens when it is unset). `scripts/bench.sh` sets it and builds `docs/benchmarks.md`
+/// from the lines; the human output stays as it is.
+pub fn emit(record: serde_json::Value) {
+    use std::io::Write as _;
+    let Some(path) = std::env::var_os("LINZUMI_BENCH_JSON") else {
+        return;
+    };
+    let line = format!("{record}\n");
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut file| file.write_all(line.as_bytes()));
+    if let Err(error) = written {
+        eprintln!("LINZUMI_BENCH_JSON={}: {error}", path.to_string_lossy());
+    }
+}
+
+/// One figure: `role` is `measured` (Linzumi's own), `peer` (a floor or another tool
+/// measured in the same run, for comparison) or `info`.
+#[allow(clippy::too_many_arguments)]
+pub fn metric(
+    bench: &str,
+    metric: &str,
+    label: &str,
+    value: f64,
+    unit: &str,
+    role: &str,
+    target: Option<Target>,
+) {
+    let target = target.map(|t| serde_json::json!({"op": t.op, "value": t.bound, "text": t.text}));
+    emit(serde_json::json!({
+        "bench": bench, "metric": metric, "label": label, "value": value, "unit": unit,
+        "role": role, "target": target,
+    }));
+}
+
+/// A distribution for a plot: at most `points` evenly spaced quantiles of `samples`
+/// (sorted here), so a histogram of them has the shape of the whole.
+pub fn quantile_sketch(samples: &[f64], points: usize) -> Vec<f64> {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.len() <= points || points < 2 {
+        return sorted;
+    }
+    (0..points)
+        .map(|i| percentile(&sorted, i as f64 / (points - 1) as f64))
+        .collect()
+}
+
+/// Latency samples (or any distribution) for a plot.
+pub fn distribution(bench: &str, metric: &str, label: &str, unit: &str, samples: &[f64]) {
+    let sketch: Vec<f64> = quantile_sketch(samples, 4000)
+        .into_iter()
+        .map(|v| (v * 1000.0).round() / 1000.0)
+        .collect();
+    emit(serde_json::json!({
+        "bench": bench, "metric": metric, "label": label, "unit": unit, "role": "distribution",
+        "count": samples.len(), "samples": sketch,
+    }));
+}
+
+/// Open file descriptors of a process (entries of /proc/<pid>/fd).
+pub fn fd_count(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| entries.count() as u64)
+        .unwrap_or(0)
+}
