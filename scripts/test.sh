@@ -31,3 +31,6 @@ log "desktop .deb: builds, installs the app and the linzumi:// handler"
 
 log "fuzzing (10 s per target; scripts/fuzz.sh long for the on-demand run)"
 ./scripts/fuzz.sh short 10
+
+log "soak: one minute of turns, streaming and forwarding; memory and descriptors stay flat"
+LINZUMI_SOAK_SECS=60 cargo bench --locked -p linzumi-cli --bench soak -- soak
