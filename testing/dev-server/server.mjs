@@ -85,9 +85,9 @@ const server = http.createServer((request, response) => {
     case "/echo":
       response.writeHead(200, { "content-type": "application/octet-stream" });
       return request.pipe(response);
-    case "/api/last-close":
+    case "/api/closes":
       response.writeHead(200, { "content-type": "application/json" });
-      return response.end(JSON.stringify(lastClose));
+      return response.end(JSON.stringify(closes));
     case "/hang":
       // Never answers: the tests kill the server while this request waits.
       return;
@@ -98,7 +98,8 @@ const server = http.createServer((request, response) => {
 });
 
 // The code and reason of the last close a client sent, so tests can see it arrive.
-let lastClose = null;
+// Every WebSocket close seen, in order: an earlier socket's close can land late.
+const closes = [];
 const sockets = new WebSocketServer({ server, path: "/ws", maxPayload: 16 * 1024 * 1024 });
 sockets.on("connection", (socket) => {
   socket.on("message", (data, binary) => {
@@ -109,7 +110,7 @@ sockets.on("connection", (socket) => {
     socket.send(`echo: ${data}`);
   });
   socket.on("close", (code, reason) => {
-    lastClose = { code, reason: reason.toString() };
+    closes.push({ code, reason: reason.toString() });
   });
   // `ws` answers pings itself and echoes the code of a close it receives.
 });
