@@ -579,7 +579,13 @@ async fn the_tray_menu_works_in_a_real_tray() {
     // auto-launch writes ~/.config/autostart whatever XDG_CONFIG_HOME says.
     let autostart = desk.dir().join("home/.config/autostart");
     let open_menu = || {
-        let (x, y, width, height) = tray_panel(&desk).unwrap();
+        // xdotool can miss the panel while trayer resizes it: ask until it answers.
+        let mut panel = None;
+        wait_until("trayer's panel is found", WAIT, || {
+            panel = tray_panel(&desk);
+            panel.is_some()
+        });
+        let (x, y, width, height) = panel.unwrap();
         let (cx, cy) = (x + width / 2, y + height / 2);
         let status = desk
             .command("xdotool")
@@ -634,20 +640,13 @@ async fn the_tray_menu_works_in_a_real_tray() {
     wait_until("Open Linzumi shows the window", WAIT, window_shown);
 
     // Without a window manager the window opens over the panel: move it below.
-    let moved = desk
-        .command("xdotool")
-        .args([
-            "search",
-            "--onlyvisible",
-            "--name",
-            "^Linzumi$",
-            "windowmove",
-            "0",
-            "40",
-        ])
-        .status()
-        .unwrap();
-    assert!(moved.success());
+    wait_until("the window is moved off the panel", WAIT, || {
+        desk.command("xdotool")
+            .args(["search", "--onlyvisible", "--name", "^Linzumi$"])
+            .args(["windowmove", "0", "40"])
+            .status()
+            .is_ok_and(|status| status.success())
+    });
     for _ in 0..5 {
         open_menu();
         key(&["Up", "Return"]);
