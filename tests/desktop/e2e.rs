@@ -506,8 +506,37 @@ async fn sign_in_share_and_approve_from_a_notification() {
     })
     .await;
 
+    // Ending the session kills the app (tauri-driver sends SIGKILL), which leaves its
+    // Codex running: end it here so runs leave nothing behind.
     driver.quit().await;
+    for pid in processes_with_env(&desk.config_path) {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
     kandan.shutdown().await;
+}
+
+/// This test's app and Codex processes (found by the config in their environment; the
+/// daemons and drivers the test started have it too, and are left out).
+fn processes_with_env(config_path: &Path) -> Vec<u32> {
+    let needle = format!("LINZUMI_DESKTOP_CONFIG={}", config_path.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            comm.trim() == "linzumi-desktop"
+                || String::from_utf8_lossy(&cmdline).contains("app-server")
+        })
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+                environ
+                    .split(|byte| *byte == 0)
+                    .any(|var| var == needle.as_bytes())
+            })
+        })
+        .collect()
 }
 
 /// The geometry of trayer's panel, `(x, y, width, height)`: of the windows of class
