@@ -81,6 +81,24 @@ pub fn untrusting_tls_config() -> Result<Arc<rustls::ClientConfig>, HttpClientEr
     Ok(Arc::new(config))
 }
 
+/// "HTTP 401", or for a redirect "HTTP 301 redirecting to <target>; use that address in
+/// --kandan-url": how Kandan's endpoints describe an unexpected answer.
+pub(crate) fn describe_status(response: &reqwest::Response) -> String {
+    let status = response.status();
+    let target = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|location| location.to_str().ok())
+        .filter(|_| status.is_redirection());
+    match target {
+        Some(target) => format!(
+            "HTTP {} redirecting to {target}; use that address in --kandan-url",
+            status.as_u16()
+        ),
+        None => format!("HTTP {}", status.as_u16()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

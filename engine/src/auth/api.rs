@@ -6,12 +6,13 @@
 use std::error::Error as _;
 
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, LOCATION};
+use reqwest::header::AUTHORIZATION;
 use serde_json::{Value, json};
 use url::Url;
 
 use super::pending::AuthorizationCode;
 use super::{AccessToken, AuthScope};
+use crate::http::describe_status;
 use crate::kandan_url::{KandanUrl, redact};
 
 pub const TOKEN_PATH: &str = "/api/v2/local-codex-runner/oauth/token";
@@ -174,23 +175,6 @@ fn bearer(token: &AccessToken) -> String {
 async fn read_json(response: reqwest::Response) -> Option<Value> {
     let bytes = response.bytes().await.ok()?;
     serde_json::from_slice(&bytes).ok()
-}
-
-/// "HTTP 401", or for a redirect "HTTP 301 to <target>; use that address in --kandan-url".
-fn describe_status(response: &reqwest::Response) -> String {
-    let status = response.status();
-    let target = response
-        .headers()
-        .get(LOCATION)
-        .and_then(|location| location.to_str().ok())
-        .filter(|_| status.is_redirection());
-    match target {
-        Some(target) => format!(
-            "HTTP {} redirecting to {target}; use that address in --kandan-url",
-            status.as_u16()
-        ),
-        None => format!("HTTP {}", status.as_u16()),
-    }
 }
 
 fn unreachable(endpoint: &Url, error: &reqwest::Error) -> ApiError {

@@ -23,13 +23,12 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::StatusCode;
-use reqwest::header::LOCATION;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
 use url::Url;
 
-use crate::http::{CONNECT_TIMEOUT, USER_AGENT, untrusting_tls_config};
+use crate::http::{CONNECT_TIMEOUT, USER_AGENT, describe_status, untrusting_tls_config};
 use crate::kandan_url::{KandanUrl, redact};
 use crate::tls;
 
@@ -838,24 +837,6 @@ async fn download_once(
         return Err(Failure::Retry(Problem::Checksum { expected, actual }));
     }
     Ok(())
-}
-
-/// "HTTP 503", or for a redirect "HTTP 301 redirecting to <target>; use that address in
-/// --kandan-url".
-fn describe_status(response: &reqwest::Response) -> String {
-    let status = response.status();
-    let target = response
-        .headers()
-        .get(LOCATION)
-        .and_then(|location| location.to_str().ok())
-        .filter(|_| status.is_redirection());
-    match target {
-        Some(target) => format!(
-            "HTTP {} redirecting to {target}; use that address in --kandan-url",
-            status.as_u16()
-        ),
-        None => format!("HTTP {}", status.as_u16()),
-    }
 }
 
 /// A transport error without its URL (which may carry a signed query), with its causes.
