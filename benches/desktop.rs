@@ -16,6 +16,8 @@
 
 #[path = "../src-tauri/core/tests/support/mod.rs"]
 mod session;
+#[path = "../tests/desktop/trayer.rs"]
+mod trayer;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -32,7 +34,6 @@ use serde_json::json;
 use session::Session;
 
 const APP: &str = env!("CARGO_BIN_EXE_linzumi-desktop");
-const PANEL_HEIGHT: &str = "24";
 
 struct Run {
     tray_ready: Duration,
@@ -187,22 +188,9 @@ async fn one_run(index: usize) -> Run {
     .into_iter()
     .chain(codex.env())
     .collect();
-    let mut trayer = Command::new("trayer");
-    trayer
-        .args([
-            "--edge",
-            "top",
-            "--align",
-            "right",
-            "--widthtype",
-            "request",
-        ])
-        .args(["--height", PANEL_HEIGHT])
-        .envs(env.iter().cloned())
-        .stdout(Stdio::null());
-    session.spawn("trayer", &mut trayer);
+    trayer::start(&mut session, &env);
     session::wait_until("trayer is up", Duration::from_secs(30), || {
-        panel_width(&env).is_some()
+        trayer::panel(&env).is_some()
     });
 
     let started = Instant::now();
@@ -214,7 +202,7 @@ async fn one_run(index: usize) -> Run {
         .unwrap();
     let pid = app.id();
     session::wait_until("the tray icon is embedded", Duration::from_secs(60), || {
-        panel_width(&env).is_some_and(|width| width >= 16)
+        trayer::panel(&env).is_some_and(|(_, _, width, _)| width >= 16)
     });
     let tray_ready = started.elapsed();
     // Shared: Codex is up and the runner said so in the channel Kandan chose.
@@ -254,32 +242,6 @@ async fn one_run(index: usize) -> Run {
         with_window_kib,
         codex_kib,
     }
-}
-
-/// The width of trayer's panel (its window as tall as the panel).
-fn panel_width(env: &[(String, String)]) -> Option<i32> {
-    let search = Command::new("xdotool")
-        .args(["search", "--class", "trayer"])
-        .envs(env.iter().cloned())
-        .output()
-        .ok()?;
-    String::from_utf8(search.stdout)
-        .ok()?
-        .lines()
-        .find_map(|id| {
-            let output = Command::new("xdotool")
-                .args(["getwindowgeometry", "--shell", id])
-                .envs(env.iter().cloned())
-                .output()
-                .ok()?;
-            let text = String::from_utf8(output.stdout).ok()?;
-            let field = |name: &str| -> Option<String> {
-                text.lines()
-                    .find_map(|line| line.strip_prefix(&format!("{name}=")).map(str::to_owned))
-            };
-            (field("HEIGHT")?.as_str() == PANEL_HEIGHT).then_some(())?;
-            field("WIDTH")?.parse().ok()
-        })
 }
 
 /// Resident memory of the processes below `pid`: (WebKit's, everything else's). The

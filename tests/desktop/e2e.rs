@@ -18,6 +18,7 @@
 
 #[path = "../../src-tauri/core/tests/support/mod.rs"]
 mod session;
+mod trayer;
 mod webdriver;
 
 use std::path::{Path, PathBuf};
@@ -539,37 +540,6 @@ fn processes_with_env(config_path: &Path) -> Vec<u32> {
         .collect()
 }
 
-/// The geometry of trayer's panel, `(x, y, width, height)`: of the windows of class
-/// trayer, the one as tall as the panel (it owns a small helper window too).
-fn tray_panel(desk: &Desk) -> Option<(i32, i32, i32, i32)> {
-    let search = desk
-        .command("xdotool")
-        .args(["search", "--class", "trayer"])
-        .output()
-        .ok()?;
-    String::from_utf8(search.stdout)
-        .ok()?
-        .lines()
-        .filter_map(|id| {
-            let geometry = desk
-                .command("xdotool")
-                .args(["getwindowgeometry", "--shell", id])
-                .output()
-                .ok()?;
-            let text = String::from_utf8(geometry.stdout).ok()?;
-            let field = |name: &str| -> Option<i32> {
-                text.lines()
-                    .find_map(|line| line.strip_prefix(&format!("{name}=")))?
-                    .parse()
-                    .ok()
-            };
-            Some((field("X")?, field("Y")?, field("WIDTH")?, field("HEIGHT")?))
-        })
-        .find(|&(_, _, _, height)| height == PANEL_HEIGHT)
-}
-
-const PANEL_HEIGHT: i32 = 24;
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_tray_menu_works_in_a_real_tray() {
     require("trayer");
@@ -579,21 +549,8 @@ async fn the_tray_menu_works_in_a_real_tray() {
     let model = MockModelApi::start().await.unwrap();
     let codex = CodexHome::create(&model, CodexHomeOptions::default()).unwrap();
     let mut desk = Desk::new("desktop-tray", &kandan, &codex);
-    let mut trayer = desk.command("trayer");
-    trayer
-        .args([
-            "--edge",
-            "top",
-            "--align",
-            "right",
-            "--widthtype",
-            "request",
-            "--height",
-            "24",
-        ])
-        .stdout(Stdio::null());
-    desk.session.spawn("trayer", &mut trayer);
-    wait_until("trayer is up", WAIT, || tray_panel(&desk).is_some());
+    trayer::start(&mut desk.session, &desk.env);
+    wait_until("trayer is up", WAIT, || trayer::panel(&desk.env).is_some());
 
     let mut app = desk
         .command(APP)
@@ -603,7 +560,7 @@ async fn the_tray_menu_works_in_a_real_tray() {
         .unwrap();
     // The icon is embedded once trayer grows to hold it.
     wait_until("the tray icon is embedded", WAIT, || {
-        tray_panel(&desk).is_some_and(|(_, _, width, _)| width >= 16)
+        trayer::panel(&desk.env).is_some_and(|(_, _, width, _)| width >= 16)
     });
     // auto-launch writes ~/.config/autostart whatever XDG_CONFIG_HOME says.
     let autostart = desk.dir().join("home/.config/autostart");
@@ -611,7 +568,7 @@ async fn the_tray_menu_works_in_a_real_tray() {
         // xdotool can miss the panel while trayer resizes it: ask until it answers.
         let mut panel = None;
         wait_until("trayer's panel is found", WAIT, || {
-            panel = tray_panel(&desk);
+            panel = trayer::panel(&desk.env);
             panel.is_some()
         });
         let (x, y, width, height) = panel.unwrap();
