@@ -231,6 +231,12 @@ async fn one_run(index: usize) -> Run {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (webview_kib, _) = below(pid);
     let with_window_kib = status_kib(pid, "VmRSS:") + webview_kib;
+    // The app does not stop its runners on SIGTERM yet: end Codex with it.
+    for child in descendants(pid) {
+        let _ = Command::new("kill")
+            .args(["-9", &child.to_string()])
+            .status();
+    }
     let _ = Command::new("kill").arg(pid.to_string()).status();
     let _ = app.wait();
     kandan.shutdown().await;
