@@ -85,12 +85,15 @@ install_code_server() {
     npm ci --no-audit --no-fund --loglevel=error)
 }
 
-# npm ci only when the lock file changed since the last install.
+# Install from the lock file only when it changed since the last install. `npm install
+# --no-save` keeps the lock's versions and integrity hashes like `npm ci`, but accepts a
+# lock without other platforms' optional packages (the Tauri CLI's darwin/win32 builds),
+# which registry mirrors that carry only this platform's packages cannot resolve.
 npm_install() {
   local dir=$1
   if [[ ! -f "$dir/node_modules/.package-lock.json" || "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]]; then
     log "installing Node packages in $dir"
-    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    (cd "$dir" && npm install --no-save --no-audit --no-fund --loglevel=error)
   fi
 }
 npm_install tools
