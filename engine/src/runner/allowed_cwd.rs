@@ -46,15 +46,20 @@ pub fn parse_list(value: &str) -> Vec<String> {
 /// Trims, drops empties and duplicates, keeping the first occurrence's order (seed
 /// `normalizeAllowedCwds`).
 pub fn normalize(values: impl IntoIterator<Item = String>) -> Vec<String> {
-    let mut seen = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut kept = Vec::new();
     for value in values {
-        let value = value.trim().to_owned();
-        if !value.is_empty() && !seen.contains(&value) {
-            seen.push(value);
+        let value = value.trim();
+        if !value.is_empty() && seen.insert(value.to_owned()) {
+            kept.push(value.to_owned());
         }
     }
-    seen
+    kept
 }
+
+/// At most this many roots from Kandan are used (each costs a filesystem lookup now and
+/// a comparison per `start_instance`); a longer list is cut, keeping the first ones.
+pub const MAX_KANDAN_ROOTS: usize = 256;
 
 /// Roots given on the command line: each must exist (seed `assertConfiguredAllowedCwds`).
 pub fn configured_roots(values: &[String]) -> Result<Vec<AllowedRoot>, MissingRoot> {
@@ -78,6 +83,7 @@ pub fn configured_roots(values: &[String]) -> Result<Vec<AllowedRoot>, MissingRo
 pub fn roots_from_kandan(values: &[String]) -> Vec<AllowedRoot> {
     normalize(values.iter().cloned())
         .into_iter()
+        .take(MAX_KANDAN_ROOTS)
         .filter_map(|configured| {
             let canonical = std::fs::canonicalize(&configured).ok()?;
             Some(AllowedRoot {
@@ -245,5 +251,17 @@ mod tests {
         );
         let home = std::env::var("HOME").unwrap();
         assert_eq!(parse_list("~/code"), vec![format!("{home}/code")]);
+    }
+
+    #[test]
+    fn a_huge_list_from_kandan_keeps_its_first_roots() {
+        // "/" exists everywhere; the distinct spellings of it all resolve.
+        let many: Vec<String> = (0..100_000)
+            .map(|n| format!("/{}", "/".repeat(n % 1000)))
+            .collect();
+        let roots = roots_from_kandan(&many);
+        assert_eq!(roots.len(), MAX_KANDAN_ROOTS);
+        assert_eq!(roots[0].configured, "/");
+        assert!(roots.iter().all(|root| root.canonical == Path::new("/")));
     }
 }
