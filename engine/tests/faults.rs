@@ -1027,3 +1027,109 @@ mod token_stores {
         server.shutdown().await;
     }
 }
+
+/// The same holds for the relay over the runner topic (protocol §6.2.1), which Kandan
+/// uses when the tunnel is down: a local server flooding a socket whose messages Kandan
+/// does not acknowledge is stopped after the in-flight budget, and messages for a local
+/// server that never reads end their socket, with a reason, instead of piling up.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_topic_relay_holds_back_a_flood_and_ends_a_socket_nobody_reads() {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD as BASE64;
+    use rogue_servers::{Behavior, RogueServer};
+
+    let harness = Harness::new("relay-never-read").await;
+    let flood = RogueServer::start(Behavior::FloodWebSocket).await;
+    let deaf = RogueServer::start(Behavior::DeafWebSocket).await;
+    let mut runner = forwarding_runner(&harness, vec![flood.port, deaf.port]).await;
+    let peak = rogue_servers::PeakResident::start();
+    let baseline = rogue_servers::resident_bytes();
+    let open = |socket: &'static str, port: u16| {
+        let harness = &harness;
+        async move {
+            harness
+                .control(json!({"type": "forward_websocket_open", "socketId": socket,
+                    "port": port, "path": "/ws"}))
+                .await;
+            let opened = harness
+                .event(|event| {
+                    event.event == "forward:websocket_opened" && event.payload["socketId"] == socket
+                })
+                .await;
+            assert_eq!(opened.payload["ok"], true, "{}", opened.payload);
+        }
+    };
+
+    // Kandan takes the messages in but never acknowledges them.
+    harness
+        .kandan
+        .set_fault(kandan_test_server::Fault::HoldReplies {
+            topic: TOPIC.into(),
+            event: "forward:websocket_message".into(),
+        });
+    open("flood", flood.port).await;
+    let flooded = settled(|| flood.written(), MEMORY_BOUND).await;
+    let relayed = harness
+        .kandan
+        .events()
+        .iter()
+        .filter(|event| {
+            event.event == "forward:websocket_message" && event.payload["socketId"] == "flood"
+        })
+        .count();
+    assert!(relayed > 0, "the flood reached Kandan");
+    assert!(
+        flooded < MEMORY_BOUND,
+        "the local server got {flooded} bytes out"
+    );
+
+    // Kandan sends to a local server that never reads, 1 MiB at a time: a refused
+    // request after each batch comes back only once the runner has taken the batch in
+    // (relay controls are handled in arrival order), so what is counted as sent is what
+    // the runner was handed, not what waits in the test server's queue.
+    open("deaf", deaf.port).await;
+    let chunk = BASE64.encode(vec![b'd'; 64 * 1024]);
+    let mut sent = 0u64;
+    let closed = loop {
+        for _ in 0..16 {
+            harness
+                .control(json!({"type": "forward_websocket_send", "socketId": "deaf",
+                    "opcode": "binary", "bodyBase64": chunk}))
+                .await;
+            sent += 64 * 1024;
+        }
+        let barrier = format!("after-{sent}");
+        harness
+            .control(json!({"type": "forward_http_request", "requestId": barrier,
+                "port": 9, "method": "GET", "path": "/"}))
+            .await;
+        harness
+            .event(|event| {
+                event.event == "forward:http_response" && event.payload["requestId"] == barrier
+            })
+            .await;
+        let closed = harness.kandan.events().into_iter().find(|event| {
+            event.event == "forward:websocket_closed" && event.payload["socketId"] == "deaf"
+        });
+        if let Some(closed) = closed {
+            break closed;
+        }
+        assert!(
+            sent < MEMORY_BOUND,
+            "{sent} bytes sent to a local server that reads nothing and the socket is still open"
+        );
+    };
+    let reason = closed.payload["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("not reading"), "{}", closed.payload);
+
+    let grew = peak.peak().saturating_sub(baseline);
+    println!(
+        "flood {} KiB ({relayed} messages unacknowledged), {} KiB sent before the deaf socket \
+         ended; resident size grew {} KiB",
+        flooded / 1024,
+        sent / 1024,
+        grew / 1024
+    );
+    assert!(grew < MEMORY_BOUND, "resident size grew {grew} bytes");
+    runner.stop().await;
+}

@@ -784,6 +784,62 @@ async fn explicit_ports_are_forwarded_and_the_control_path_refuses_what_it_must(
     runner.stop().await;
 }
 
+/// Kandan may send a socket's open and its first messages back to back: each reaches the
+/// local server, in the order sent, and each echo comes back in that order.
+#[tokio::test(flavor = "multi_thread")]
+async fn relayed_websocket_messages_keep_their_order() {
+    let harness = Harness::new("relay-order").await;
+    let dev = DevServer::start(0);
+    let mut runner = forwarding_runner(&harness, dev.port).await;
+    harness
+        .control(
+            json!({"type": "forward_websocket_open", "socketId": "ordered",
+            "port": dev.port, "path": "/ws"}),
+        )
+        .await;
+    const MESSAGES: usize = 200;
+    for index in 0..MESSAGES {
+        harness
+            .control(
+                json!({"type": "forward_websocket_send", "socketId": "ordered",
+                "opcode": "text", "bodyBase64": BASE64.encode(format!("m{index}"))}),
+            )
+            .await;
+    }
+    let echoes = tokio::time::timeout(WAIT, async {
+        loop {
+            let events = harness.kandan.events();
+            if let Some(closed) = events.iter().find(|event| {
+                event.event == "forward:websocket_closed" && event.payload["socketId"] == "ordered"
+            }) {
+                panic!("the socket closed: {}", closed.payload);
+            }
+            let echoes: Vec<String> = events
+                .iter()
+                .filter(|event| {
+                    event.event == "forward:websocket_message"
+                        && event.payload["socketId"] == "ordered"
+                })
+                .map(|event| {
+                    let body = event.payload["bodyBase64"].as_str().unwrap();
+                    String::from_utf8(BASE64.decode(body).unwrap()).unwrap()
+                })
+                .collect();
+            if echoes.len() >= MESSAGES {
+                return echoes;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("every echo");
+    let expected: Vec<String> = (0..MESSAGES)
+        .map(|index| format!("echo: m{index}"))
+        .collect();
+    assert_eq!(echoes, expected);
+    runner.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dev_server_killed_mid_request_gives_502_and_the_tunnel_stays_up() {
     let harness = Harness::new("killed").await;

@@ -127,7 +127,7 @@ impl LocalEditor {
                 (payload, Err(refused.reason))
             }
         };
-        (context.emit)(STATUS_EVENT, payload);
+        context.emit.event(STATUS_EVENT, payload);
         outcome
     }
 
@@ -297,7 +297,7 @@ impl LocalEditor {
         let _ = context.events.send(RunnerEvent::EditorExited {
             reason: reason.clone(),
         });
-        (context.emit)(
+        context.emit.event(
             STATUS_EVENT,
             json!({
                 "instanceId": context.instance_id,

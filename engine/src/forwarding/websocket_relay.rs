@@ -2,14 +2,23 @@
 //! `socketId`, relayed over runner-topic events. The runner answers with
 //! `forward:websocket_opened`, then `forward:websocket_message` for every message from
 //! the local server, and `forward:websocket_closed` when either side closes.
+//!
+//! Memory is bounded both ways (protocol §6.2.1). Towards Kandan, a socket has at most
+//! [`IN_FLIGHT_BYTES`] of messages that Kandan has not acknowledged; past that the relay
+//! stops reading the local server, whose sends then stall in TCP. Towards the local
+//! server nothing can be slowed (controls arrive on the shared runner topic), so a socket
+//! with more than [`QUEUED_BYTES`] waiting for a local server that does not read is
+//! closed with a reason that says so.
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::json;
-use tokio::sync::mpsc;
+use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::AbortHandle;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{guard, local_ws};
@@ -22,20 +31,50 @@ pub const MESSAGE: &str = "forward:websocket_message";
 pub const CLOSED: &str = "forward:websocket_closed";
 /// At most this many relayed sockets at once.
 pub const MAX_SOCKETS: usize = 64;
+/// Bytes of one socket's local messages pushed to Kandan and not yet acknowledged.
+pub const IN_FLIGHT_BYTES: usize = 1024 * 1024;
+/// Bytes of one socket's messages from Kandan waiting for the local server to read them.
+pub const QUEUED_BYTES: usize = 4 * 1024 * 1024;
 
-/// Where relay events go (the runner pushes them to Kandan in order).
-pub type Emit = Arc<dyn Fn(&'static str, serde_json::Value) + Send + Sync>;
+/// Where runner events go: the runner pushes them to Kandan in order. An event sent
+/// with [`Emit::holding`] keeps its permit until Kandan acknowledged it (or it was
+/// reported undeliverable), which is how a relay knows what is still in flight.
+#[derive(Clone)]
+pub struct Emit(Arc<dyn Fn(&'static str, Value, Option<OwnedSemaphorePermit>) + Send + Sync>);
+
+impl Emit {
+    pub fn new(
+        emit: impl Fn(&'static str, Value, Option<OwnedSemaphorePermit>) + Send + Sync + 'static,
+    ) -> Emit {
+        Emit(Arc::new(emit))
+    }
+
+    pub fn event(&self, event: &'static str, payload: Value) {
+        (self.0)(event, payload, None);
+    }
+
+    pub fn holding(&self, event: &'static str, payload: Value, permit: OwnedSemaphorePermit) {
+        (self.0)(event, payload, Some(permit));
+    }
+}
+
+struct Socket {
+    outgoing: mpsc::UnboundedSender<Message>,
+    /// Bytes in `outgoing` and in the local write not yet finished.
+    queued: Arc<AtomicUsize>,
+    task: AbortHandle,
+}
 
 #[derive(Clone, Default)]
 pub struct WebSocketRelays {
-    sockets: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Message>>>>,
+    sockets: Arc<Mutex<HashMap<String, Socket>>>,
 }
 
 impl WebSocketRelays {
     pub fn open(&self, emit: &Emit, allowed: &BTreeSet<u16>, control: ForwardWebsocketOpen) {
         let socket_id = control.socket_id.clone();
         let refuse = |error: String| {
-            emit(
+            emit.event(
                 OPENED,
                 json!({"socketId": socket_id, "ok": false, "error": error}),
             );
@@ -57,59 +96,86 @@ impl WebSocketRelays {
             Ok(target) => target,
             Err(error) => return refuse(error.to_string()),
         };
-        let (sender, receiver) = mpsc::unbounded_channel();
-        if let Ok(mut sockets) = self.sockets.lock() {
-            sockets.insert(socket_id.clone(), sender);
-        }
+        let (outgoing, receiver) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        // Held while spawning, so the task cannot forget the socket before it is known.
+        let Ok(mut sockets) = self.sockets.lock() else {
+            return refuse("the relay is shutting down".into());
+        };
         let relays = self.clone();
         let emit = emit.clone();
-        tokio::spawn(async move {
-            relay(&emit, &socket_id, target, receiver).await;
+        let ends = Ends {
+            outgoing: receiver,
+            queued: queued.clone(),
+        };
+        let task = tokio::spawn(async move {
+            relay(&emit, &socket_id, target, ends).await;
             relays.forget(&socket_id);
         });
+        sockets.insert(
+            control.socket_id,
+            Socket {
+                outgoing,
+                queued,
+                task: task.abort_handle(),
+            },
+        );
     }
 
+    /// Queues a message for the local server. A message that cannot be relayed (bad
+    /// base64, text that is not UTF-8, or one too many for a server that does not read)
+    /// ends its socket, with the reason in `forward:websocket_closed`.
     pub fn send(&self, emit: &Emit, control: ForwardWebsocketSend) {
-        let message = BASE64
+        let closed = |reason: String| {
+            emit.event(
+                CLOSED,
+                json!({"socketId": control.socket_id, "reason": reason}),
+            );
+        };
+        let Ok(mut sockets) = self.sockets.lock() else {
+            return closed("the relay is shutting down".into());
+        };
+        let Some(socket) = sockets.get(&control.socket_id) else {
+            return closed("unknown socket".into());
+        };
+        let refusal = match BASE64
             .decode(&control.body_base64)
             .map_err(|error| format!("bodyBase64 is not base64: {error}"))
-            .and_then(|bytes| message_for(control.opcode, bytes));
-        let sender = self
-            .sockets
-            .lock()
-            .ok()
-            .and_then(|sockets| sockets.get(&control.socket_id).cloned());
-        match (sender, message) {
-            (Some(sender), Ok(message)) => {
-                let _ = sender.send(message);
+            .and_then(|bytes| message_for(control.opcode, bytes))
+        {
+            Ok(message) if socket.queued.load(Ordering::SeqCst) + message.len() <= QUEUED_BYTES => {
+                socket.queued.fetch_add(message.len(), Ordering::SeqCst);
+                let _ = socket.outgoing.send(message);
+                return;
             }
-            (None, _) => emit(
-                CLOSED,
-                json!({"socketId": control.socket_id, "reason": "unknown socket"}),
+            Ok(_) => format!(
+                "the local server is not reading: more than {} MiB waiting for it",
+                QUEUED_BYTES / (1024 * 1024)
             ),
-            (Some(_), Err(error)) => emit(
-                CLOSED,
-                json!({"socketId": control.socket_id, "reason": error}),
-            ),
+            Err(error) => error,
+        };
+        if let Some(socket) = sockets.remove(&control.socket_id) {
+            socket.task.abort();
         }
+        closed(refusal);
     }
 
     pub fn close(&self, control: ForwardWebsocketClose) {
-        let sender = self
+        let socket = self
             .sockets
             .lock()
             .ok()
             .and_then(|mut sockets| sockets.remove(&control.socket_id));
-        if let Some(sender) = sender {
-            let _ = sender.send(Message::Close(None));
+        if let Some(socket) = socket {
+            let _ = socket.outgoing.send(Message::Close(None));
         }
     }
 
     /// Closes every relayed socket (the runner is stopping).
     pub fn close_all(&self) {
         if let Ok(mut sockets) = self.sockets.lock() {
-            for (_, sender) in sockets.drain() {
-                let _ = sender.send(Message::Close(None));
+            for (_, socket) in sockets.drain() {
+                let _ = socket.outgoing.send(Message::Close(None));
             }
         }
     }
@@ -128,59 +194,92 @@ impl WebSocketRelays {
     }
 }
 
-async fn relay(
-    emit: &Emit,
-    socket_id: &str,
-    target: guard::LocalTarget,
-    mut outgoing: mpsc::UnboundedReceiver<Message>,
-) {
+/// The relay task's side of a [`Socket`].
+struct Ends {
+    outgoing: mpsc::UnboundedReceiver<Message>,
+    queued: Arc<AtomicUsize>,
+}
+
+async fn relay(emit: &Emit, socket_id: &str, target: guard::LocalTarget, ends: Ends) {
     let (socket, protocol) = match local_ws::connect(&target).await {
         Ok(connected) => connected,
         Err(error) => {
-            emit(
+            emit.event(
                 OPENED,
                 json!({"socketId": socket_id, "ok": false, "error": format!("connect_failed: {error}")}),
             );
             return;
         }
     };
-    emit(
+    emit.event(
         OPENED,
         json!({"socketId": socket_id, "ok": true, "protocol": protocol}),
     );
     let (mut sink, mut stream) = socket.split();
-    let closed = loop {
-        tokio::select! {
-            outgoing = outgoing.recv() => match outgoing {
+    let Ends {
+        mut outgoing,
+        queued,
+    } = ends;
+    // Two halves, so a local server that is slow to read does not hold up its messages
+    // to Kandan, nor Kandan's unacknowledged pushes the messages to the local server.
+    let to_local = async {
+        loop {
+            match outgoing.recv().await {
                 Some(Message::Close(_)) | None => {
                     let _ = sink.send(Message::Close(None)).await;
-                    break json!({"socketId": socket_id, "reason": "closed by Kandan"});
+                    return json!({"socketId": socket_id, "reason": "closed by Kandan"});
                 }
                 Some(message) => {
-                    if let Err(error) = sink.send(message).await {
-                        break json!({"socketId": socket_id, "reason": error.to_string()});
+                    let size = message.len();
+                    let sent = sink.send(message).await;
+                    queued.fetch_sub(size, Ordering::SeqCst);
+                    if let Err(error) = sent {
+                        return json!({"socketId": socket_id, "reason": error.to_string()});
                     }
                 }
-            },
-            incoming = stream.next() => match incoming {
+            }
+        }
+    };
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_BYTES));
+    let from_local = async {
+        loop {
+            match stream.next().await {
                 Some(Ok(Message::Close(frame))) => {
                     let (code, reason) = frame
                         .map(|frame| (Some(u16::from(frame.code)), frame.reason.to_string()))
                         .unwrap_or((None, String::new()));
-                    break json!({"socketId": socket_id, "code": code, "reason": reason});
+                    return json!({"socketId": socket_id, "code": code, "reason": reason});
                 }
                 Some(Ok(message)) => {
-                    if let Some((opcode, bytes)) = payload_of(message) {
-                        emit(MESSAGE, json!({"socketId": socket_id, "opcode": opcode,
-                            "bodyBase64": BASE64.encode(bytes)}));
-                    }
+                    let Some((opcode, bytes)) = payload_of(message) else {
+                        continue;
+                    };
+                    // A message larger than the budget waits for the whole budget.
+                    let cost = bytes.len().clamp(1, IN_FLIGHT_BYTES) as u32;
+                    let Ok(permit) = in_flight.clone().acquire_many_owned(cost).await else {
+                        return json!({"socketId": socket_id, "reason": "the relay stopped"});
+                    };
+                    emit.holding(
+                        MESSAGE,
+                        json!({"socketId": socket_id, "opcode": opcode,
+                            "bodyBase64": BASE64.encode(bytes)}),
+                        permit,
+                    );
                 }
-                Some(Err(error)) => break json!({"socketId": socket_id, "reason": error.to_string()}),
-                None => break json!({"socketId": socket_id, "reason": "the local server went away"}),
-            },
+                Some(Err(error)) => {
+                    return json!({"socketId": socket_id, "reason": error.to_string()});
+                }
+                None => {
+                    return json!({"socketId": socket_id, "reason": "the local server went away"});
+                }
+            }
         }
     };
-    emit(CLOSED, closed);
+    let closed = tokio::select! {
+        closed = to_local => closed,
+        closed = from_local => closed,
+    };
+    emit.event(CLOSED, closed);
 }
 
 fn message_for(opcode: WebsocketOpcode, bytes: Vec<u8>) -> Result<Message, String> {

@@ -30,6 +30,13 @@ pub const CODEX_ERROR: &str = "codex_error";
 pub enum ControlOutcome {
     /// Push this event to Kandan.
     Reply { event: &'static str, payload: Value },
+    /// Push this event to Kandan, holding `permit` until Kandan has it (relay flow
+    /// control, [`crate::forwarding::websocket_relay`]).
+    InFlight {
+        event: &'static str,
+        payload: Value,
+        permit: InFlight,
+    },
     /// Allowed roots changed: push a heartbeat with the new capabilities.
     Heartbeat,
     /// End the app-server and its children now (the supervisor starts a fresh one),
@@ -37,6 +44,16 @@ pub enum ControlOutcome {
     KillInstance { reply: Value },
     /// Handled; whatever follows is pushed by the work the control started.
     Done,
+}
+
+/// A relay's share of its in-flight budget, given back when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct InFlight(pub Arc<tokio::sync::OwnedSemaphorePermit>);
+
+impl PartialEq for InFlight {
+    fn eq(&self, other: &InFlight) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// The shared pieces a control may touch; cheap to clone into a task.
@@ -87,6 +104,21 @@ impl ControlEnv {
     }
 }
 
+/// Handles a WebSocket relay control at once, so that a socket's open, messages and
+/// close reach the relay in the order Kandan sent them (the runner loop calls this
+/// before it hands a control to a task of its own); gives any other control back.
+pub fn relay_in_order(env: &ControlEnv, control: KandanControl) -> Option<KandanControl> {
+    match control {
+        KandanControl::ForwardWebsocketOpen(open) => {
+            env.relays.open(&env.emit, &env.allowed_ports(), open);
+        }
+        KandanControl::ForwardWebsocketSend(send) => env.relays.send(&env.emit, send),
+        KandanControl::ForwardWebsocketClose(close) => env.relays.close(close),
+        other => return Some(other),
+    }
+    None
+}
+
 pub async fn handle(env: ControlEnv, control: KandanControl) -> ControlOutcome {
     let kind = control.kind();
     let result = match control {
@@ -123,16 +155,10 @@ pub async fn handle(env: ControlEnv, control: KandanControl) -> ControlOutcome {
                 payload,
             };
         }
-        KandanControl::ForwardWebsocketOpen(open) => {
-            env.relays.open(&env.emit, &env.allowed_ports(), open);
-            return ControlOutcome::Done;
-        }
-        KandanControl::ForwardWebsocketSend(send) => {
-            env.relays.send(&env.emit, send);
-            return ControlOutcome::Done;
-        }
-        KandanControl::ForwardWebsocketClose(close) => {
-            env.relays.close(close);
+        control @ (KandanControl::ForwardWebsocketOpen(_)
+        | KandanControl::ForwardWebsocketSend(_)
+        | KandanControl::ForwardWebsocketClose(_)) => {
+            relay_in_order(&env, control);
             return ControlOutcome::Done;
         }
         KandanControl::StartLocalEditor(control) => {
@@ -355,7 +381,7 @@ mod tests {
             runtime: RuntimeOptions::default(),
             local: LocalHttp::default(),
             relays: WebSocketRelays::default(),
-            emit: Arc::new(|_, _| {}),
+            emit: Emit::new(|_, _, _| {}),
             editor: None,
         }
     }

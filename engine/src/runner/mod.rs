@@ -687,6 +687,9 @@ impl Loop {
             emit: emit_to(&self.outcomes),
             editor: self.editor.clone(),
         };
+        let Some(control) = controls::relay_in_order(&env, control) else {
+            return;
+        };
         let outcomes = self.outcomes.clone();
         let session = self.session.clone();
         tokio::spawn(async move {
@@ -710,6 +713,11 @@ impl Loop {
     fn on_outcome(&mut self, outcome: ControlOutcome) {
         match outcome {
             ControlOutcome::Reply { event, payload } => self.outbox.send(event, payload),
+            ControlOutcome::InFlight {
+                event,
+                payload,
+                permit,
+            } => self.outbox.send_holding(event, payload, permit),
             ControlOutcome::Heartbeat => self.push_heartbeat(),
             ControlOutcome::KillInstance { reply } => {
                 self.supervisor.restart();
@@ -940,8 +948,15 @@ fn emit_to(
     outcomes: &mpsc::UnboundedSender<ControlOutcome>,
 ) -> crate::forwarding::websocket_relay::Emit {
     let outcomes = outcomes.clone();
-    Arc::new(move |event, payload| {
-        let _ = outcomes.send(ControlOutcome::Reply { event, payload });
+    crate::forwarding::websocket_relay::Emit::new(move |event, payload, permit| {
+        let _ = outcomes.send(match permit {
+            Some(permit) => ControlOutcome::InFlight {
+                event,
+                payload,
+                permit: controls::InFlight(Arc::new(permit)),
+            },
+            None => ControlOutcome::Reply { event, payload },
+        });
     })
 }
 

@@ -37,6 +37,11 @@ impl Outbox {
 
     /// Queues `event` now and delivers it in the background.
     pub fn send(&self, event: &str, payload: Value) {
+        self.send_holding(event, payload, ());
+    }
+
+    /// [`Outbox::send`], dropping `held` once the event is delivered or reported.
+    pub fn send_holding(&self, event: &str, payload: Value, held: impl Send + 'static) {
         let first = self.client.enqueue_push(
             &self.topic,
             event,
@@ -61,6 +66,7 @@ impl Outbox {
             if let Err(error) = result {
                 outbox.report(&event, &error, attempt);
             }
+            drop(held);
         });
     }
 
