@@ -1133,3 +1133,56 @@ async fn the_topic_relay_holds_back_a_flood_and_ends_a_socket_nobody_reads() {
     assert!(grew < MEMORY_BOUND, "resident size grew {grew} bytes");
     runner.stop().await;
 }
+
+/// A push Kandan takes in and never answers (its channel process hung) is sent again,
+/// and once the attempts are spent it is reported in the event log with its event and
+/// reason: never dropped silently. Short push timeouts stand in for the minute of
+/// outage the real ones ride out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_kandan_never_answers_is_sent_again_then_reported() {
+    let harness = Harness::new("push-reported").await;
+    let dev = DevServer::start(0);
+    let mut options = harness.options();
+    options.kandan.push_timeout = Duration::from_millis(200);
+    options.forward_ports = vec![dev.port];
+    let mut runner = Runner::start(options).await.unwrap();
+    harness
+        .kandan
+        .set_fault(kandan_test_server::Fault::HoldReplies {
+            topic: TOPIC.into(),
+            event: "forward:http_response".into(),
+        });
+    harness
+        .control(json!({"type": "forward_http_request", "requestId": "held",
+            "port": dev.port, "method": "GET", "path": "/api/hello"}))
+        .await;
+    let reported = tokio::time::timeout(WAIT, async {
+        loop {
+            let reported = harness.log_lines().into_iter().find(|line| {
+                line["event"] == "kandan.push_failed"
+                    && line["pushEvent"] == "forward:http_response"
+            });
+            if let Some(line) = reported {
+                return line;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the undeliverable push is reported");
+    assert_eq!(reported["attempts"], 6, "{reported}");
+    assert!(
+        reported["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{reported}"
+    );
+    let sent = harness
+        .kandan
+        .events()
+        .iter()
+        .filter(|event| {
+            event.event == "forward:http_response" && event.payload["requestId"] == "held"
+        })
+        .count();
+    assert_eq!(sent, 6, "every attempt reached Kandan");
+    runner.stop().await;
+}
