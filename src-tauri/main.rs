@@ -88,6 +88,8 @@ fn main() {
                 show_window(app.handle());
             }
             desktop.publish();
+            #[cfg(unix)]
+            end_on_signals(app.handle().clone());
             let resume = desktop.clone();
             tauri::async_runtime::spawn(async move { resume.resume().await });
             Ok(())
@@ -173,6 +175,27 @@ fn on_menu(app: &tauri::AppHandle, action: tray::MenuAction) {
             });
         }
     }
+}
+
+/// SIGTERM (a logout, a service manager) and SIGINT end the app the way Quit does, so
+/// the runners stop and take Codex and its children with them.
+#[cfg(unix)]
+fn end_on_signals(app: tauri::AppHandle) {
+    tauri::async_runtime::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut terminate), Ok(mut interrupt)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::warn!("cannot listen for SIGTERM; a signal would leave Codex running");
+            return;
+        };
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        app.exit(0);
+    });
 }
 
 /// Whether the app has a tray icon to live in.

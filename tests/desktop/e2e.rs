@@ -13,7 +13,7 @@
 //!   the request on Kandan. Answered in the chat first, the notification is withdrawn.
 //! - The tray menu (trayer as the tray host, clicked with xdotool) turns on Start at
 //!   login, opens the window (made only then: a tray app keeps no webview while
-//!   closed), and Quit ends the app.
+//!   closed), signs in, and Quit ends the app and the folder's Codex; so does SIGTERM.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../../src-tauri/core/tests/support/mod.rs"]
@@ -540,6 +540,17 @@ fn processes_with_env(config_path: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// This test's Codex app-servers.
+fn app_servers(config_path: &Path) -> Vec<u32> {
+    processes_with_env(config_path)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains("app-server"))
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_tray_menu_works_in_a_real_tray() {
     require("trayer");
@@ -633,6 +644,36 @@ async fn the_tray_menu_works_in_a_real_tray() {
             .status()
             .is_ok_and(|status| status.success())
     });
+    // Sign in from the tray: the browser opens Kandan's page, the link comes back through
+    // a second launch, and the shared folder gets its Codex.
+    let authorize = || {
+        desk.opened()
+            .into_iter()
+            .find(|url| url.contains("/oauth/authorize"))
+    };
+    for _ in 0..5 {
+        open_menu();
+        key(&["Up", "Up", "Return"]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while authorize().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if authorize().is_some() {
+            break;
+        }
+        key(&["Escape"]);
+    }
+    let authorize = authorize().expect("Sign in… opens the browser");
+    let response = webdriver::http_client(false)
+        .get(&authorize)
+        .send()
+        .await
+        .unwrap();
+    desk.hand_over(response.headers()["location"].to_str().unwrap());
+    wait_until("the shared folder's Codex runs", WAIT, || {
+        !app_servers(&desk.config_path).is_empty()
+    });
+
     for _ in 0..5 {
         open_menu();
         key(&["Up", "Return"]);
@@ -647,5 +688,32 @@ async fn the_tray_menu_works_in_a_real_tray() {
     }
     assert!(app.try_wait().unwrap().is_some(), "Quit ends the app");
     assert!(app.wait().unwrap().success());
+    wait_until("Quit ends the folder's Codex", WAIT, || {
+        app_servers(&desk.config_path).is_empty()
+    });
+
+    // Still signed in (the token is in the keyring), a new launch shares the folder again.
+    // SIGTERM, as a logout or `systemctl --user stop` sends, ends it and its Codex too.
+    let mut app = desk
+        .command(APP)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the folder's Codex runs again", WAIT, || {
+        !app_servers(&desk.config_path).is_empty()
+    });
+    let status = Command::new("kill")
+        .args(["-TERM", &app.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_until("SIGTERM ends the app", WAIT, || {
+        app.try_wait().unwrap().is_some()
+    });
+    assert!(app.wait().unwrap().success(), "SIGTERM is a clean exit");
+    wait_until("SIGTERM ends the folder's Codex", WAIT, || {
+        app_servers(&desk.config_path).is_empty()
+    });
     kandan.shutdown().await;
 }
