@@ -16,13 +16,13 @@ use linzumi_desktop_core::settings::{ConfigStore, DesktopConfig, Settings};
 use linzumi_desktop_core::snapshot::{AccountInput, Snapshot, SnapshotInput, build_snapshot};
 use linzumi_desktop_core::token_store::DesktopTokenStore;
 use linzumi_engine::auth::api::StartTarget;
+use linzumi_engine::auth::deep_link::DeepLinkSignIn;
 use linzumi_engine::auth::{self, AuthScope, StoredToken, TokenKey, TokenStore};
 use linzumi_engine::kandan_url::KandanUrl;
 use linzumi_engine::runner::{Runner, RunnerEvent};
 use tauri::{AppHandle, Emitter, Runtime};
 
 use crate::folders;
-use crate::signin::DeepLinkSignIn;
 use crate::tray::{self, TrayFolder, TrayModel};
 
 pub struct Desktop<R: Runtime> {

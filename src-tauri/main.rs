@@ -7,7 +7,6 @@
 mod commands;
 mod desktop;
 mod folders;
-mod signin;
 mod tray;
 mod tray_host;
 

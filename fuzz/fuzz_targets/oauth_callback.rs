@@ -4,8 +4,7 @@
 //! (`kandan_url`, `auth::callback_host`, `auth::oauth`) and the unverified token claims
 //! (`auth::identity`).
 //!
-//! (The desktop's own deep-link routing, `src-tauri/signin.rs`, lives in the binary crate
-//! and cannot be reached from here.)
+//! (The desktop's routing of those links, `auth::deep_link`, has a target of its own.)
 //!
 //! Properties: nothing panics; a callback is accepted only with the pending state and a
 //! non-blank code, exactly once, and a refused forgery does not use the authorization up;

@@ -4,6 +4,7 @@
 //! - [`callback_host`]: where the loopback OAuth callback listens.
 //! - [`pending`]: one authorization in flight: its `state`, its redirect URI, and the check of
 //!   the callback. Shared by the loopback flow and the desktop app's `linzumi://` deep link.
+//! - [`deep_link`]: the desktop's sign-in, completed by a `linzumi://oauth/callback` link.
 //! - [`loopback`]: the local HTTP server the browser is redirected to.
 //! - [`api`]: Kandan's token, validate and start-target endpoints.
 //! - [`oauth`]: the whole browser flow ([`acquire_token`]).
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod api;
 pub mod callback_host;
+pub mod deep_link;
 pub mod identity;
 pub mod loopback;
 pub mod oauth;

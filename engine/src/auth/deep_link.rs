@@ -4,11 +4,14 @@
 //! unsolicited link), with the wrong `state` (a forged one), or after the authorization
 //! completed (a replayed one) is refused with a message the window shows; a forged link
 //! does not spoil the real authorization, which still completes with the right link.
+//!
+//! The desktop app routes its links here; it lives in the engine, with the rest of
+//! OAuth, so that it is tested and fuzzed without a GUI.
 use std::sync::Mutex;
 
-use linzumi_engine::auth::pending::DEEP_LINK_REDIRECT_URI;
-use linzumi_engine::auth::{AuthScope, AuthorizationCode, CallbackError, PendingAuthorization};
-use linzumi_engine::kandan_url::KandanUrl;
+use super::pending::DEEP_LINK_REDIRECT_URI;
+use super::{AuthScope, AuthorizationCode, CallbackError, PendingAuthorization};
+use crate::kandan_url::KandanUrl;
 use tokio::sync::oneshot;
 use url::Url;
 
@@ -121,10 +124,11 @@ fn is_callback(link: &Url) -> bool {
         )
 }
 
-/// A link without its query (which holds the code), for messages.
+/// A link without its query (which holds the code) or fragment, for messages.
 fn redacted(link: &Url) -> String {
     let mut link = link.clone();
     link.set_query(None);
+    link.set_fragment(None);
     link.to_string()
 }
 
@@ -187,6 +191,12 @@ mod tests {
         assert_eq!(
             signin.deliver(&other),
             Err(LinkRefused::NotASignInLink("linzumi://share".into()))
+        );
+        // Found by fuzzing: the fragment was shown, and may repeat the query.
+        let fragment = Url::parse("linzumi://oack?code=c2#x?code=c2&state=s").unwrap();
+        assert_eq!(
+            signin.deliver(&fragment),
+            Err(LinkRefused::NotASignInLink("linzumi://oack".into()))
         );
         let lookalike = Url::parse("linzumi://oauth/callbackevil?code=c&state=s").unwrap();
         assert!(matches!(
