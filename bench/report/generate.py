@@ -291,8 +291,59 @@ def figure_rows(entries, with_target: bool):
     return rows
 
 
+def cpu_split(table):
+    """Where one small forwarded request's CPU goes, per route and process (forwarding bench
+    `cpu_<route>_<process>` figures), with the rate those costs allow on this machine."""
+    routes = OrderedDict()
+    for (bench, metric), entry in table.items():
+        if bench != "forwarding" or not metric.startswith("cpu_"):
+            continue
+        route, who = entry["label"].split(", ", 1)[1].split(": ", 1)
+        routes.setdefault(route, []).append((who, statistics.median(entry["values"])))
+    if not routes:
+        return []
+    cores = os.cpu_count() or 1
+    lines = [
+        "",
+        "Where the CPU of one small request goes (16 connections; medians over the runs; "
+        "\"this process\" is the benchmark's own: the clients and the origin, and for the "
+        "tunnel Kandan's preview proxy too). A route cannot serve more than "
+        f"{cores} cores × 10⁶ ÷ its total µs requests per second on this machine:",
+        "",
+        "| route | µs per request, by process | total | ceiling |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    for route, parts in routes.items():
+        total = sum(micros for _, micros in parts)
+        shown = ", ".join(f"{escape(who)} {micros:.1f}" for who, micros in parts)
+        lines.append(f"| {escape(route)} | {shown} | {total:.1f} µs | "
+                     f"{number(cores * 1e6 / total)} req/s |")
+    direct = dict(routes.get("direct", []))
+    tunnel = dict(routes.get("tunnel", []))
+    if "this process" in direct and "this process" in tunnel and "runner" in tunnel:
+        kandan = tunnel["this process"] - direct["this process"]
+        base = direct["this process"]
+        # Half of direct's rate allows the two hops together what direct costs in all.
+        verdict_text = (
+            "Kandan's proxy alone costs more than that, so on this machine the tunnel cannot "
+            "reach half of direct's rate whatever the runner does"
+            if kandan >= base else
+            f"the runner would have to cost at most {base - kandan:.1f} µs"
+        )
+        lines += [
+            "",
+            f"The tunnel's request costs the runner {tunnel['runner']:.1f} µs and Kandan's "
+            f"proxy about {kandan:.1f} µs (this process's CPU beyond direct's), on top of the "
+            f"{base:.1f} µs that clients and origin spend in any case. Half of direct's rate "
+            f"leaves the two hops {base:.1f} µs together: {verdict_text}. `bore` copies bytes "
+            "on both hops without parsing HTTP.",
+        ]
+    return lines
+
+
 def bench_tables(bench, table):
-    entries = [(k, v) for k, v in table.items() if k[0] == bench]
+    entries = [(k, v) for k, v in table.items()
+               if k[0] == bench and not (bench == "forwarding" and k[1].startswith("cpu_"))]
     own = [(k, v) for k, v in entries if v["role"] != "peer"]
     peers = [(k, v) for k, v in entries if v["role"] == "peer"]
     lines = []
@@ -752,6 +803,8 @@ def main():
         else:
             out += [f"## {bench}", "", f"From `scripts/bench-desktop.sh`. {DESKTOP_ABOUT}" if bench.startswith("desktop") else "", ""]
         out += bench_tables(bench, table)
+        if bench == "forwarding":
+            out += cpu_split(table)
         out.append("")
         if bench in plots:
             out += [plots[bench], ""]
