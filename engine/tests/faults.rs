@@ -1,5 +1,5 @@
 //! Fault injection end to end: Kandan restarting again and again mid-turn, a Codex
-//! app-server that hangs or answers garbage, misbehaving local servers and clients of the
+//! app-server that hangs (wholly, or only its request loop) or answers garbage, misbehaving local servers and clients of the
 //! preview, a full disk under the event log, and token stores that cannot be used. The
 //! REAL codex runs against the mock model API throughout; the Kandan test server and the
 //! rogue local servers inject the faults.
@@ -387,6 +387,47 @@ async fn an_app_server_answering_garbage_is_reported_in_the_thread_and_replaced(
     let answer = rows_of(&harness, &thread, next, "codex_assistant_message");
     assert_eq!(answer[0]["text"], "You said: are you back?");
     assert_eq!(proxy.connections(), 2, "a new app-server took over");
+    runner.stop().await;
+}
+
+/// The app-server's request loop is stuck while its socket still answers pings (a relay in
+/// front of the real one swallows the runner's messages): the next message's `turn/start`
+/// goes unanswered, the runner gives up on the app-server after a few ping intervals,
+/// reports it to Kandan, starts a new one and runs the message there; the next message
+/// works too.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_server_that_answers_pings_but_not_requests_is_replaced() {
+    let harness = Harness::new("codex-deaf").await;
+    let proxy = codex_proxy::CodexProxy::start(harness.codex_source(), &harness.project.dir).await;
+    let mut options = harness.session_options();
+    options.codex = proxy.source();
+    options.codex_ping_interval = Duration::from_millis(500);
+    let mut runner = Runner::start(options).await.unwrap();
+    let thread = harness.bound_thread().await;
+    let first = harness.say(&thread, "tester", "hello").await;
+    harness.state_of(first, "processed").await;
+
+    proxy.deafen();
+    let seq = harness.say(&thread, "tester", "anyone there?").await;
+    let reported = harness
+        .event(|event| event.event == "codex_error")
+        .await
+        .payload;
+    assert!(
+        reported["message"].as_str().is_some_and(|m| {
+            m.contains("answers pings but not requests") && m.contains("restarting")
+        }),
+        "{reported}"
+    );
+    harness.state_of(seq, "processed").await;
+    let answer = rows_of(&harness, &thread, seq, "codex_assistant_message");
+    assert_eq!(answer[0]["text"], "You said: anyone there?");
+    assert_eq!(proxy.connections(), 2, "a new app-server took over");
+
+    let next = harness.say(&thread, "tester", "are you back?").await;
+    harness.state_of(next, "processed").await;
+    let answer = rows_of(&harness, &thread, next, "codex_assistant_message");
+    assert_eq!(answer[0]["text"], "You said: are you back?");
     runner.stop().await;
 }
 

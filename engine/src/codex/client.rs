@@ -8,7 +8,10 @@
 //!
 //! An app-server that stops answering is not waited for forever: the client pings it
 //! every [`PING_INTERVAL`], and one that has sent nothing at all (not even the pong) by
-//! the next ping is taken as hung and its connection is ended. A message that is not
+//! the next ping is taken as hung and its connection is ended. So is one whose socket
+//! still answers pings while a request has waited [`STALL_PINGS`] intervals (every
+//! request the runner makes is answered at once; the work they start reports through
+//! notifications). A message that is not
 //! JSON-RPC ends the connection too: the app-server is broken, and whatever it says next
 //! cannot be trusted. Either way the supervisor restarts it.
 use std::collections::HashMap;
@@ -32,6 +35,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the app-server is pinged; one silent for a whole interval after a ping is
 /// taken as hung.
 pub const PING_INTERVAL: Duration = Duration::from_secs(15);
+/// How many ping intervals a request may wait before the app-server is taken as hung
+/// (45 s with the default interval: before the request's own timeout).
+pub const STALL_PINGS: u32 = 3;
 /// The app-server's messages are JSON; thread histories can be large.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -237,6 +243,7 @@ fn closed() -> CodexError {
 struct Pending {
     method: String,
     timeout: Duration,
+    sent_at: tokio::time::Instant,
     reply: oneshot::Sender<Result<Value, CodexError>>,
 }
 
@@ -264,7 +271,8 @@ impl Connection {
                         self.next_id += 1;
                         let id = self.next_id;
                         let text = jsonrpc::request(id, &method, &params);
-                        self.pending.insert(id, Pending { method, timeout, reply });
+                        let sent_at = tokio::time::Instant::now();
+                        self.pending.insert(id, Pending { method, timeout, sent_at, reply });
                         let timeouts = timeouts_tx.clone();
                         tokio::spawn(async move {
                             tokio::time::sleep(timeout).await;
@@ -299,6 +307,9 @@ impl Connection {
                             self.ping_interval
                         );
                     }
+                    if let Some(stalled) = self.stalled() {
+                        break stalled;
+                    }
                     heard = false;
                     if let Err(error) = self.ws.send(Message::Ping(Vec::new().into())).await {
                         break format!("write failed: {error}");
@@ -326,6 +337,23 @@ impl Connection {
             }));
         }
         let _ = self.events.send(CodexEvent::Closed { reason });
+    }
+
+    /// Why the app-server is taken as hung though it answers pings: a request has waited
+    /// [`STALL_PINGS`] ping intervals.
+    fn stalled(&self) -> Option<String> {
+        let oldest = self
+            .pending
+            .values()
+            .min_by_key(|pending| pending.sent_at)?;
+        let waited = oldest.sent_at.elapsed();
+        (waited >= self.ping_interval * STALL_PINGS).then(|| {
+            format!(
+                "the app-server answers pings but not requests (`{}` unanswered for {:.1}s)",
+                oldest.method,
+                waited.as_secs_f64()
+            )
+        })
     }
 
     /// Handles one message; an error (the message is not JSON-RPC) ends the connection.

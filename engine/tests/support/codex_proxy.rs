@@ -1,9 +1,10 @@
-//! A Codex app-server that can be made to answer garbage: the runner starts a stand-in
-//! `codex` (a shell script that announces this proxy's port and sleeps), and every
-//! connection the runner opens to it is relayed to a REAL `codex app-server` the proxy
-//! starts for that connection. [`CodexProxy::garble`] makes the current app-server's
-//! answers garbage from then on; the next connection (the app-server the runner starts
-//! after giving up on this one) is healthy again.
+//! A Codex app-server that can be made to answer garbage or to stop answering requests:
+//! the runner starts a stand-in `codex` (a shell script that announces this proxy's port
+//! and sleeps), and every connection the runner opens to it is relayed to a REAL `codex
+//! app-server` the proxy starts for that connection. [`CodexProxy::garble`] makes the
+//! current app-server's answers garbage from then on; [`CodexProxy::deafen`] makes it
+//! ignore the runner's messages while its WebSocket still answers pings. The next
+//! connection (the app-server the runner starts after giving up on this one) is healthy.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -19,10 +20,16 @@ use tokio_tungstenite::tungstenite::Message;
 /// What a garbled app-server sends instead of JSON-RPC.
 pub const GARBAGE: &str = "\u{1}\u{2}<html>502 Bad Gateway</html> {\"id\": ";
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Garble,
+    Deafen,
+}
+
 pub struct CodexProxy {
     script: PathBuf,
-    /// The current connection's switch to garbage.
-    current: Arc<Mutex<Option<mpsc::UnboundedSender<()>>>>,
+    /// The current connection's switch to a fault.
+    current: Arc<Mutex<Option<mpsc::UnboundedSender<Fault>>>>,
     connections: Arc<Mutex<usize>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -53,10 +60,10 @@ impl CodexProxy {
             let (current, connections) = (current.clone(), connections.clone());
             async move {
                 while let Ok((tcp, _)) = listener.accept().await {
-                    let (garble_tx, garble_rx) = mpsc::unbounded_channel();
-                    *current.lock().unwrap() = Some(garble_tx);
+                    let (faults_tx, faults_rx) = mpsc::unbounded_channel();
+                    *current.lock().unwrap() = Some(faults_tx);
                     *connections.lock().unwrap() += 1;
-                    tokio::spawn(relay(real.clone(), tcp, garble_rx));
+                    tokio::spawn(relay(real.clone(), tcp, faults_rx));
                 }
             }
         });
@@ -80,8 +87,18 @@ impl CodexProxy {
 
     /// From now on the current app-server answers garbage (starting with one message now).
     pub fn garble(&self) {
+        self.inject(Fault::Garble);
+    }
+
+    /// From now on the current app-server never sees the runner's messages (requests go
+    /// unanswered), while pings still get their pongs.
+    pub fn deafen(&self) {
+        self.inject(Fault::Deafen);
+    }
+
+    fn inject(&self, fault: Fault) {
         let current = self.current.lock().unwrap();
-        current.as_ref().unwrap().send(()).unwrap();
+        current.as_ref().unwrap().send(fault).unwrap();
     }
 
     /// How many connections the runner has opened so far.
@@ -99,7 +116,7 @@ impl Drop for CodexProxy {
 async fn relay(
     spec: AppServerSpec,
     tcp: tokio::net::TcpStream,
-    mut garble: mpsc::UnboundedReceiver<()>,
+    mut faults: mpsc::UnboundedReceiver<Fault>,
 ) {
     // The real app-server first, so the runner's handshake is answered only once it is up.
     let mut process = AppServerProcess::spawn(&spec).await.unwrap();
@@ -112,15 +129,18 @@ async fn relay(
     };
     let (mut up_sink, mut up_stream) = upstream.split();
     let (mut down_sink, mut down_stream) = downstream.split();
-    let mut garbled = false;
+    let (mut garbled, mut deaf) = (false, false);
     loop {
         tokio::select! {
-            Some(()) = garble.recv() => {
-                garbled = true;
-                if down_sink.send(Message::text(GARBAGE)).await.is_err() {
-                    break;
+            Some(fault) = faults.recv() => match fault {
+                Fault::Garble => {
+                    garbled = true;
+                    if down_sink.send(Message::text(GARBAGE)).await.is_err() {
+                        break;
+                    }
                 }
-            }
+                Fault::Deafen => deaf = true,
+            },
             message = up_stream.next() => match message {
                 Some(Ok(Message::Text(_))) if garbled => {
                     if down_sink.send(Message::text(GARBAGE)).await.is_err() {
@@ -135,6 +155,7 @@ async fn relay(
                 _ => break,
             },
             message = down_stream.next() => match message {
+                Some(Ok(Message::Text(_))) if deaf => {}
                 Some(Ok(message)) if !message.is_close() => {
                     if up_sink.send(message).await.is_err() {
                         break;
