@@ -164,6 +164,15 @@ impl Desk {
         self.session.wait_for_name("org.freedesktop.Notifications");
     }
 
+    /// Starts the app, its output discarded.
+    fn launch(&self) -> std::process::Child {
+        self.command(APP)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     fn command(&self, program: &str) -> Command {
         let mut command = Command::new(program);
         command.envs(self.env.iter().cloned());
@@ -563,12 +572,7 @@ async fn the_tray_menu_works_in_a_real_tray() {
     trayer::start(&mut desk.session, &desk.env);
     wait_until("trayer is up", WAIT, || trayer::panel(&desk.env).is_some());
 
-    let mut app = desk
-        .command(APP)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let app = desk.launch();
     // The icon is embedded once trayer grows to hold it.
     wait_until("the tray icon is embedded", WAIT, || {
         trayer::panel(&desk.env).is_some_and(|(_, _, width, _)| width >= 16)
@@ -607,19 +611,26 @@ async fn the_tray_menu_works_in_a_real_tray() {
         || std::fs::read_dir(&autostart).is_ok_and(|mut entries| entries.next().is_some());
     // From the bottom: Quit, Sign in…, Start at login. The menu is rebuilt (and closes)
     // while the app starts up and its folder changes state, so a press may miss.
-    for _ in 0..5 {
-        open_menu();
-        key(&["Up", "Up", "Up", "Return"]);
-        let deadline = std::time::Instant::now() + Duration::from_secs(3);
-        while !registered() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
+    // Chooses the item `keys` lead to until `done` (a press may miss; see above).
+    let choose = |keys: &[&str], done: &dyn Fn() -> bool| {
+        for _ in 0..5 {
+            open_menu();
+            key(keys);
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while !done() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if done() {
+                return true;
+            }
+            key(&["Escape"]);
         }
-        if registered() {
-            break;
-        }
-        key(&["Escape"]);
-    }
-    assert!(registered(), "Start at login registers a login item");
+        false
+    };
+    assert!(
+        choose(&["Up", "Up", "Up", "Return"], &registered),
+        "Start at login registers a login item"
+    );
     let config: Value =
         serde_json::from_str(&std::fs::read_to_string(&desk.config_path).unwrap()).unwrap();
     assert_eq!(config["settings"]["startAtLogin"], true, "{config:#}");
@@ -651,19 +662,11 @@ async fn the_tray_menu_works_in_a_real_tray() {
             .into_iter()
             .find(|url| url.contains("/oauth/authorize"))
     };
-    for _ in 0..5 {
-        open_menu();
-        key(&["Up", "Up", "Return"]);
-        let deadline = std::time::Instant::now() + Duration::from_secs(3);
-        while authorize().is_none() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        if authorize().is_some() {
-            break;
-        }
-        key(&["Escape"]);
-    }
-    let authorize = authorize().expect("Sign in… opens the browser");
+    assert!(
+        choose(&["Up", "Up", "Return"], &|| authorize().is_some()),
+        "Sign in… opens the browser"
+    );
+    let authorize = authorize().unwrap();
     let response = webdriver::http_client(false)
         .get(&authorize)
         .send()
@@ -674,32 +677,23 @@ async fn the_tray_menu_works_in_a_real_tray() {
         !app_servers(&desk.config_path).is_empty()
     });
 
-    for _ in 0..5 {
-        open_menu();
-        key(&["Up", "Return"]);
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while app.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        if app.try_wait().unwrap().is_some() {
-            break;
-        }
-        key(&["Escape"]);
-    }
-    assert!(app.try_wait().unwrap().is_some(), "Quit ends the app");
-    assert!(app.wait().unwrap().success());
+    let running = std::cell::RefCell::new(app);
+    assert!(
+        choose(&["Up", "Return"], &|| running
+            .borrow_mut()
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "Quit ends the app"
+    );
+    assert!(running.into_inner().wait().unwrap().success());
     wait_until("Quit ends the folder's Codex", WAIT, || {
         app_servers(&desk.config_path).is_empty()
     });
 
     // Still signed in (the token is in the keyring), a new launch shares the folder again.
     // SIGTERM, as a logout or `systemctl --user stop` sends, ends it and its Codex too.
-    let mut app = desk
-        .command(APP)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut app = desk.launch();
     wait_until("the folder's Codex runs again", WAIT, || {
         !app_servers(&desk.config_path).is_empty()
     });
