@@ -9,6 +9,8 @@
 mod capture;
 #[path = "support/codex_proxy.rs"]
 mod codex_proxy;
+#[path = "support/memory.rs"]
+mod memory;
 #[path = "support/rogue_servers.rs"]
 mod rogue_servers;
 mod support;
@@ -73,10 +75,7 @@ async fn kandan_restarting_again_and_again_mid_turn_loses_and_repeats_no_item() 
     let complete = Arc::new(AtomicUsize::new(0));
     let traffic = tokio::spawn({
         let client = preview_client(&harness.kandan, RUNNER_ID, dev.port);
-        let url = format!(
-            "{}bytes?size={SIZE}",
-            harness.kandan.preview_url(RUNNER_ID, dev.port)
-        );
+        let url = harness.preview_url(dev.port, &format!("bytes?size={SIZE}"));
         let (stop, complete) = (stop.clone(), complete.clone());
         async move {
             while !stop.load(Ordering::SeqCst) {
@@ -183,14 +182,9 @@ async fn kandan_restarting_again_and_again_mid_turn_loses_and_repeats_no_item() 
         .await
         .unwrap();
     let before = complete.load(Ordering::SeqCst);
-    let response = preview_client(&harness.kandan, RUNNER_ID, dev.port)
-        .get(format!(
-            "{}bytes?size={SIZE}",
-            harness.kandan.preview_url(RUNNER_ID, dev.port)
-        ))
-        .send()
-        .await
-        .unwrap();
+    let response = harness
+        .preview_get(dev.port, &format!("bytes?size={SIZE}"))
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.bytes().await.unwrap().len(), SIZE);
     println!("{before} complete preview downloads during the restarts");
@@ -290,23 +284,7 @@ async fn a_hung_app_server_is_reported_in_the_thread_and_replaced() {
     options.codex_ping_interval = Duration::from_secs(1);
     let mut runner = Runner::start(options).await.unwrap();
     let thread = harness.bound_thread().await;
-    let seq = harness
-        .say(
-            &thread,
-            "tester",
-            &mock(json!([[{"text": "working on it"}, {"hang_ms": 60000}]])),
-        )
-        .await;
-    harness
-        .kandan
-        .wait_for_thread(
-            WORKSPACE,
-            CHANNEL,
-            |rows| rows.iter().any(|row| row.payload["reply_to_seq"] == seq),
-            WAIT,
-        )
-        .await
-        .unwrap();
+    let seq = harness.say_and_keep_codex_busy(&thread).await;
     let old = runner.codex().pid.unwrap();
     let frozen = Frozen::stop(old);
 
@@ -350,23 +328,7 @@ async fn an_app_server_answering_garbage_is_reported_in_the_thread_and_replaced(
     let first = harness.say(&thread, "tester", "hello").await;
     harness.state_of(first, "processed").await;
 
-    let seq = harness
-        .say(
-            &thread,
-            "tester",
-            &mock(json!([[{"text": "working on it"}, {"hang_ms": 60000}]])),
-        )
-        .await;
-    harness
-        .kandan
-        .wait_for_thread(
-            WORKSPACE,
-            CHANNEL,
-            |rows| rows.iter().any(|row| row.payload["reply_to_seq"] == seq),
-            WAIT,
-        )
-        .await
-        .unwrap();
+    let seq = harness.say_and_keep_codex_busy(&thread).await;
     assert_eq!(proxy.connections(), 1);
     proxy.garble();
 
@@ -438,23 +400,6 @@ async fn an_app_server_that_answers_pings_but_not_requests_is_replaced() {
 /// what it is offered would pass it many times over.
 const MEMORY_BOUND: u64 = 64 * 1024 * 1024;
 
-/// A runner without a chat session that forwards `ports` from the start, tunnel up.
-async fn forwarding_runner(harness: &Harness, ports: Vec<u16>) -> Runner {
-    let mut options = harness.options();
-    options.forward_ports = ports;
-    let runner = Runner::start(options).await.unwrap();
-    harness
-        .kandan
-        .wait_for_tunnel(RUNNER_ID, WAIT)
-        .await
-        .unwrap();
-    runner
-}
-
-fn preview_url(harness: &Harness, port: u16, path: &str) -> String {
-    format!("{}{path}", harness.kandan.preview_url(RUNNER_ID, port))
-}
-
 /// Polls `count` until it stops growing for a second (then returns it) or passes `limit`
 /// (then returns what it reached, for the caller's assert to report).
 async fn settled(count: impl Fn() -> u64, limit: u64) -> u64 {
@@ -493,16 +438,15 @@ async fn a_local_server_hanging_up_mid_response_leaks_no_stream_and_no_memory() 
     })
     .await;
     let dev = DevServer::start(0);
-    let mut runner = forwarding_runner(&harness, vec![rogue.port, dev.port]).await;
+    let mut runner = harness.start_forwarding(vec![rogue.port, dev.port]).await;
     let client = preview_client(&harness.kandan, RUNNER_ID, rogue.port);
-    let url = preview_url(&harness, rogue.port, "cut");
+    let url = harness.preview_url(rogue.port, "cut");
     // Warm up pools and buffers before the baseline.
     for _ in 0..5 {
         let response = client.get(&url).send().await.unwrap();
         assert!(response.bytes().await.is_err());
     }
-    let peak = rogue_servers::PeakResident::start();
-    let baseline = rogue_servers::resident_bytes();
+    let memory = memory::PeakResident::start();
 
     const REQUESTS: usize = 300;
     let next = Arc::new(AtomicUsize::new(0));
@@ -533,13 +477,13 @@ async fn a_local_server_hanging_up_mid_response_leaks_no_stream_and_no_memory() 
 
     // The same tunnel serves a healthy server: no stream was left holding a slot.
     let hello = preview_client(&harness.kandan, RUNNER_ID, dev.port)
-        .get(preview_url(&harness, dev.port, "api/hello"))
+        .get(harness.preview_url(dev.port, "api/hello"))
         .send()
         .await
         .unwrap();
     assert_eq!(hello.status(), 200);
     assert_eq!(harness.kandan.tunnel_connections(RUNNER_ID), 1);
-    let grew = peak.peak().saturating_sub(baseline);
+    let grew = memory.grew();
     println!(
         "resident size grew {} KiB over {REQUESTS} cut responses",
         grew / 1024
@@ -617,9 +561,8 @@ async fn hold_stalled_uploads(
 async fn slowloris_clients_of_the_preview_hold_no_stream_after_they_leave() {
     let harness = Harness::new("slowloris").await;
     let dev = DevServer::start(0);
-    let mut runner = forwarding_runner(&harness, vec![dev.port]).await;
-    let peak = rogue_servers::PeakResident::start();
-    let baseline = rogue_servers::resident_bytes();
+    let mut runner = harness.start_forwarding(vec![dev.port]).await;
+    let memory = memory::PeakResident::start();
 
     let first = hold_stalled_uploads(&harness, dev.port, 256).await;
     // The 257th is refused while they hold every slot.
@@ -630,7 +573,7 @@ async fn slowloris_clients_of_the_preview_hold_no_stream_after_they_leave() {
     drop(second);
 
     let hello = preview_client(&harness.kandan, RUNNER_ID, dev.port);
-    let url = preview_url(&harness, dev.port, "api/hello");
+    let url = harness.preview_url(dev.port, "api/hello");
     tokio::time::timeout(WAIT, async {
         loop {
             if hello.get(&url).send().await.unwrap().status() == 200 {
@@ -641,7 +584,7 @@ async fn slowloris_clients_of_the_preview_hold_no_stream_after_they_leave() {
     })
     .await
     .unwrap();
-    let grew = peak.peak().saturating_sub(baseline);
+    let grew = memory.grew();
     println!(
         "resident size grew {} KiB with 512 stalled uploads",
         grew / 1024
@@ -666,11 +609,12 @@ async fn peers_that_never_read_stop_their_senders_and_memory_stays_bounded() {
     let flood = RogueServer::start(Behavior::FloodWebSocket).await;
     let deaf = RogueServer::start(Behavior::DeafWebSocket).await;
     let endless = RogueServer::start(Behavior::EndlessBody).await;
-    let mut runner = forwarding_runner(&harness, vec![flood.port, deaf.port, endless.port]).await;
-    let peak = rogue_servers::PeakResident::start();
-    let baseline = rogue_servers::resident_bytes();
+    let mut runner = harness
+        .start_forwarding(vec![flood.port, deaf.port, endless.port])
+        .await;
+    let memory = memory::PeakResident::start();
     let open_websocket = |port: u16| {
-        let url = preview_url(&harness, port, "ws").replace("http://", "ws://");
+        let url = harness.preview_url(port, "ws").replace("http://", "ws://");
         let addr = harness.kandan.addr();
         async move {
             let request = url.into_client_request().unwrap();
@@ -712,7 +656,7 @@ async fn peers_that_never_read_stop_their_senders_and_memory_stays_bounded() {
     let mut unread = Vec::new();
     for _ in 0..4 {
         let response = client
-            .get(preview_url(&harness, endless.port, "endless"))
+            .get(harness.preview_url(endless.port, "endless"))
             .send()
             .await
             .unwrap();
@@ -725,7 +669,7 @@ async fn peers_that_never_read_stop_their_senders_and_memory_stays_bounded() {
         "the local server got {streamed} bytes out to four clients that read nothing"
     );
 
-    let grew = peak.peak().saturating_sub(baseline);
+    let grew = memory.grew();
     println!(
         "flood {} KiB, browser {} KiB, downloads {} KiB; resident size grew {} KiB",
         flooded / 1024,
@@ -1082,9 +1026,8 @@ async fn the_topic_relay_holds_back_a_flood_and_ends_a_socket_nobody_reads() {
     let harness = Harness::new("relay-never-read").await;
     let flood = RogueServer::start(Behavior::FloodWebSocket).await;
     let deaf = RogueServer::start(Behavior::DeafWebSocket).await;
-    let mut runner = forwarding_runner(&harness, vec![flood.port, deaf.port]).await;
-    let peak = rogue_servers::PeakResident::start();
-    let baseline = rogue_servers::resident_bytes();
+    let mut runner = harness.start_forwarding(vec![flood.port, deaf.port]).await;
+    let memory = memory::PeakResident::start();
     let open = |socket: &'static str, port: u16| {
         let harness = &harness;
         async move {
@@ -1163,7 +1106,7 @@ async fn the_topic_relay_holds_back_a_flood_and_ends_a_socket_nobody_reads() {
     let reason = closed.payload["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("not reading"), "{}", closed.payload);
 
-    let grew = peak.peak().saturating_sub(baseline);
+    let grew = memory.grew();
     println!(
         "flood {} KiB ({relayed} messages unacknowledged), {} KiB sent before the deaf socket \
          ended; resident size grew {} KiB",

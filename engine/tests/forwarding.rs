@@ -102,19 +102,6 @@ fn request_id(row: &ChatMessage) -> String {
         .to_owned()
 }
 
-async fn preview_get(harness: &Harness, port: u16, path: &str) -> reqwest::Response {
-    let url = format!(
-        "{}{}",
-        harness.kandan.preview_url(RUNNER_ID, port),
-        path.trim_start_matches('/')
-    );
-    preview_client(&harness.kandan, RUNNER_ID, port)
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-}
-
 /// Opens a WebSocket to `path` on the port's preview origin, the way a browser would.
 async fn preview_websocket(
     harness: &Harness,
@@ -152,7 +139,7 @@ async fn next_message(
 }
 
 async fn expect_not_forwarded(harness: &Harness, port: u16) {
-    let refused = preview_get(harness, port, "/api/hello").await;
+    let refused = harness.preview_get(port, "/api/hello").await;
     assert_eq!(refused.status(), 502);
     let body = refused.text().await.unwrap();
     assert!(body.contains("port_not_allowed"), "{body}");
@@ -263,12 +250,12 @@ async fn a_dev_server_codex_starts_is_asked_about_approved_and_previewed() {
     );
 
     // Page, asset and API through the preview; the dev server sees a loopback Host.
-    let page = preview_get(&harness, port, "/").await;
+    let page = harness.preview_get(port, "/").await;
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("Linzumi preview test"));
-    let asset = preview_get(&harness, port, "/app.js").await;
+    let asset = harness.preview_get(port, "/app.js").await;
     assert_eq!(asset.headers()["content-type"], "text/javascript");
-    let api = preview_get(&harness, port, "/api/hello?x=1&y=two").await;
+    let api = harness.preview_get(port, "/api/hello?x=1&y=two").await;
     assert_eq!(api.headers()["x-dev-server"], "yes");
     let api: Value = api.json().await.unwrap();
     assert_eq!(api["hello"], "world");
@@ -290,10 +277,7 @@ async fn a_dev_server_codex_starts_is_asked_about_approved_and_previewed() {
     // An upload larger than one flow-control window comes back whole.
     let upload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
     let echoed = preview_client(&harness.kandan, RUNNER_ID, port)
-        .post(format!(
-            "{}echo",
-            harness.kandan.preview_url(RUNNER_ID, port)
-        ))
+        .post(harness.preview_url(port, "echo"))
         .body(upload.clone())
         .send()
         .await
@@ -335,7 +319,8 @@ async fn a_dev_server_codex_starts_is_asked_about_approved_and_previewed() {
     let ours = json!({"code": 4002, "reason": "leaving"});
     tokio::time::timeout(WAIT, async {
         loop {
-            let closes: Value = preview_get(&harness, port, "/api/closes")
+            let closes: Value = harness
+                .preview_get(port, "/api/closes")
                 .await
                 .json()
                 .await
@@ -384,7 +369,8 @@ async fn chat_answers_and_a_denied_listener_is_not_asked_again() {
         .await;
     harness.state_of(approve, "processed").await;
     harness.state_of(open_prompt.seq, "processed").await;
-    let api: Value = preview_get(&harness, open, "/api/hello")
+    let api: Value = harness
+        .preview_get(open, "/api/hello")
         .await
         .json()
         .await
@@ -489,7 +475,8 @@ async fn the_first_answer_wins_between_the_desktop_and_the_chat() {
         runner.resolve_port_forward(&request_id, false).await,
         Err("port_forward_request_not_found".into())
     );
-    let api: Value = preview_get(&harness, port, "/api/hello")
+    let api: Value = harness
+        .preview_get(port, "/api/hello")
         .await
         .json()
         .await
@@ -515,10 +502,7 @@ async fn a_listener_restarted_by_another_process_is_revoked_and_asked_again() {
         )
         .await;
     harness.state_of(approve, "processed").await;
-    assert_eq!(
-        preview_get(&harness, port, "/api/hello").await.status(),
-        200
-    );
+    assert_eq!(harness.preview_get(port, "/api/hello").await.status(), 200);
 
     // The approved server goes away and another process takes its port.
     let first_pid = first.payload["structured"]["pid"].as_i64().unwrap();
@@ -566,25 +550,8 @@ async fn a_listener_restarted_by_another_process_is_revoked_and_asked_again() {
         )
         .await;
     harness.state_of(approve, "processed").await;
-    assert_eq!(
-        preview_get(&harness, port, "/api/hello").await.status(),
-        200
-    );
+    assert_eq!(harness.preview_get(port, "/api/hello").await.status(), 200);
     runner.stop().await;
-}
-
-/// A runner without a chat session that forwards `port` from the start
-/// (`--forward-port`).
-async fn forwarding_runner(harness: &Harness, port: u16) -> Runner {
-    let mut options = harness.options();
-    options.forward_ports = vec![port];
-    let runner = Runner::start(options).await.unwrap();
-    harness
-        .kandan
-        .wait_for_tunnel(RUNNER_ID, WAIT)
-        .await
-        .unwrap();
-    runner
 }
 
 async fn forward_http(harness: &Harness, mut request: Value) -> Value {
@@ -604,11 +571,11 @@ async fn forward_http(harness: &Harness, mut request: Value) -> Value {
 async fn explicit_ports_are_forwarded_and_the_control_path_refuses_what_it_must() {
     let harness = Harness::new("control-path").await;
     let dev = DevServer::start(0);
-    let mut runner = forwarding_runner(&harness, dev.port).await;
+    let mut runner = harness.start_forwarding(vec![dev.port]).await;
 
     // Allowed from the start: no prompt.
     assert_eq!(
-        preview_get(&harness, dev.port, "/api/hello").await.status(),
+        harness.preview_get(dev.port, "/api/hello").await.status(),
         200
     );
 
@@ -790,7 +757,7 @@ async fn explicit_ports_are_forwarded_and_the_control_path_refuses_what_it_must(
 async fn relayed_websocket_messages_keep_their_order() {
     let harness = Harness::new("relay-order").await;
     let dev = DevServer::start(0);
-    let mut runner = forwarding_runner(&harness, dev.port).await;
+    let mut runner = harness.start_forwarding(vec![dev.port]).await;
     harness
         .control(
             json!({"type": "forward_websocket_open", "socketId": "ordered",
@@ -845,11 +812,11 @@ async fn a_dev_server_killed_mid_request_gives_502_and_the_tunnel_stays_up() {
     let harness = Harness::new("killed").await;
     let port = free_port();
     let mut dev = DevServer::start(port);
-    let mut runner = forwarding_runner(&harness, port).await;
+    let mut runner = harness.start_forwarding(vec![port]).await;
 
     let hanging = tokio::spawn({
         let client = preview_client(&harness.kandan, RUNNER_ID, port);
-        let url = format!("{}hang", harness.kandan.preview_url(RUNNER_ID, port));
+        let url = harness.preview_url(port, "hang");
         async move { client.get(url).send().await }
     });
     // Let the request reach the dev server, then kill it.
@@ -861,16 +828,13 @@ async fn a_dev_server_killed_mid_request_gives_502_and_the_tunnel_stays_up() {
     assert!(body.contains("upstream_error"), "{body}");
 
     // Nothing listens now: still a clear 502.
-    let gone = preview_get(&harness, port, "/api/hello").await;
+    let gone = harness.preview_get(port, "/api/hello").await;
     assert_eq!(gone.status(), 502);
     assert!(gone.text().await.unwrap().contains("connect_failed"));
 
     // The server comes back: the same tunnel serves it.
     let _dev = DevServer::start(port);
-    assert_eq!(
-        preview_get(&harness, port, "/api/hello").await.status(),
-        200
-    );
+    assert_eq!(harness.preview_get(port, "/api/hello").await.status(), 200);
     assert_eq!(harness.kandan.tunnel_connections(RUNNER_ID), 1);
     runner.stop().await;
 }
@@ -879,9 +843,9 @@ async fn a_dev_server_killed_mid_request_gives_502_and_the_tunnel_stays_up() {
 async fn kandan_dropping_the_tunnel_mid_transfer_is_survived() {
     let harness = Harness::new("tunnel-drop").await;
     let dev = DevServer::start(0);
-    let mut runner = forwarding_runner(&harness, dev.port).await;
+    let mut runner = harness.start_forwarding(vec![dev.port]).await;
 
-    let mut download = preview_get(&harness, dev.port, "/bytes?size=200000000").await;
+    let mut download = harness.preview_get(dev.port, "/bytes?size=200000000").await;
     assert_eq!(download.status(), 200);
     let first = download.chunk().await.unwrap().unwrap();
     assert!(!first.is_empty());
@@ -906,7 +870,8 @@ async fn kandan_dropping_the_tunnel_mid_transfer_is_survived() {
         .wait_for_tunnel(RUNNER_ID, WAIT)
         .await
         .unwrap();
-    let api: Value = preview_get(&harness, dev.port, "/api/hello")
+    let api: Value = harness
+        .preview_get(dev.port, "/api/hello")
         .await
         .json()
         .await

@@ -3,61 +3,31 @@
 //! binary so nothing else moves this process's resident size.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/memory.rs"]
+mod memory;
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
-
-use linzumi_engine::runner::Runner;
+use memory::PeakResident;
 use support::dev_server::{DevServer, preview_client};
-use support::{Harness, RUNNER_ID, WAIT};
+use support::{Harness, RUNNER_ID};
 
 const SIZE: u64 = 100 * 1024 * 1024;
 /// Generous for three parties' buffers at 256 KiB windows; buffering the body would
 /// add 100 MiB.
 const BOUND: u64 = 30 * 1024 * 1024;
 
-fn resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib * 1024
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hundred_megabyte_download_streams_in_bounded_memory() {
     let harness = Harness::new("memory").await;
     let dev = DevServer::start(0);
-    let mut options = harness.options();
-    options.forward_ports = vec![dev.port];
-    let mut runner = Runner::start(options).await.unwrap();
-    harness
-        .kandan
-        .wait_for_tunnel(RUNNER_ID, WAIT)
-        .await
-        .unwrap();
+    let mut runner = harness.start_forwarding(vec![dev.port]).await;
     let client = preview_client(&harness.kandan, RUNNER_ID, dev.port);
     let url = |path: &str| format!("{}{path}", harness.kandan.preview_url(RUNNER_ID, dev.port));
     // Warm up pools and buffers with a smaller transfer first.
     let warm = client.get(url("bytes?size=4000000")).send().await.unwrap();
     assert_eq!(warm.bytes().await.unwrap().len(), 4_000_000);
 
-    let baseline = resident_bytes();
-    let peak = Arc::new(AtomicU64::new(baseline));
-    let done = Arc::new(AtomicBool::new(false));
-    let sampler = std::thread::spawn({
-        let (peak, done) = (peak.clone(), done.clone());
-        move || {
-            while !done.load(Ordering::Relaxed) {
-                peak.fetch_max(resident_bytes(), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-    });
+    let memory = PeakResident::start();
 
     let mut response = client
         .get(url(&format!("bytes?size={SIZE}")))
@@ -75,10 +45,8 @@ async fn a_hundred_megabyte_download_streams_in_bounded_memory() {
         }
         offset += chunk.len() as u64;
     }
-    done.store(true, Ordering::Relaxed);
-    sampler.join().unwrap();
     assert_eq!(offset, SIZE);
-    let grew = peak.load(Ordering::Relaxed).saturating_sub(baseline);
+    let grew = memory.grew();
     println!(
         "resident size grew {} KiB streaming {SIZE} bytes",
         grew / 1024

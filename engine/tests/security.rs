@@ -17,21 +17,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use linzumi_engine::runner::Runner;
 use serde_json::{Value, json};
-use support::dev_server::{DevServer, free_port, preview_client, preview_host};
+use support::dev_server::{DevServer, free_port, preview_host};
 use support::{CHANNEL, Harness, RUNNER_ID, TOPIC, WAIT, WORKSPACE, mock, text_input};
-
-/// A runner without a chat session that forwards `ports` from the start, tunnel up.
-async fn forwarding_runner(harness: &Harness, ports: Vec<u16>) -> Runner {
-    let mut options = harness.options();
-    options.forward_ports = ports;
-    let runner = Runner::start(options).await.unwrap();
-    harness
-        .kandan
-        .wait_for_tunnel(RUNNER_ID, WAIT)
-        .await
-        .unwrap();
-    runner
-}
 
 /// One raw HTTP/1.1 request to the preview of `port`, the way any client could send it;
 /// returns the status and the body.
@@ -139,7 +126,7 @@ async fn forwarding_goes_nowhere_but_approved_ports_on_127_0_0_1() {
     // Nothing listens on 127.0.0.1 at the port the other address serves.
     drop(std::net::TcpListener::bind(("127.0.0.1", remote.port)).unwrap());
     let unapproved = DevServer::start(free_port());
-    let mut runner = forwarding_runner(&harness, vec![dev.port, remote.port]).await;
+    let mut runner = harness.start_forwarding(vec![dev.port, remote.port]).await;
     let loopback = format!("127.0.0.1:{}", dev.port);
 
     // Through the preview.
@@ -625,14 +612,10 @@ async fn an_oversized_message_from_a_local_websocket_is_not_relayed() {
     ))
     .await;
     let dev = DevServer::start(0);
-    let mut runner = forwarding_runner(&harness, vec![huge.port, dev.port]).await;
-    let url = format!(
-        "{}ws",
-        harness
-            .kandan
-            .preview_url(RUNNER_ID, huge.port)
-            .replace("http://", "ws://")
-    );
+    let mut runner = harness.start_forwarding(vec![huge.port, dev.port]).await;
+    let url = harness
+        .preview_url(huge.port, "ws")
+        .replace("http://", "ws://");
     let stream = tokio::net::TcpStream::connect(harness.kandan.addr())
         .await
         .unwrap();
@@ -650,14 +633,7 @@ async fn an_oversized_message_from_a_local_websocket_is_not_relayed() {
         Some(Ok(other)) => panic!("relayed a {} byte message", other.len()),
     }
     assert_eq!(huge.accepted(), 1, "the local server was reached");
-    let hello = preview_client(&harness.kandan, RUNNER_ID, dev.port)
-        .get(format!(
-            "{}api/hello",
-            harness.kandan.preview_url(RUNNER_ID, dev.port)
-        ))
-        .send()
-        .await
-        .unwrap();
+    let hello = harness.preview_get(dev.port, "api/hello").await;
     assert_eq!(hello.status(), 200);
     assert_eq!(harness.kandan.tunnel_connections(RUNNER_ID), 1);
     runner.stop().await;
@@ -691,14 +667,7 @@ fn the_token_never_shows_in_logs_errors_or_the_codex_environment() {
         let thread = harness.bound_thread().await;
         let seq = harness.say(&thread, "tester", "hello").await;
         harness.state_of(seq, "processed").await;
-        let hello = preview_client(&harness.kandan, RUNNER_ID, dev.port)
-            .get(format!(
-                "{}api/hello",
-                harness.kandan.preview_url(RUNNER_ID, dev.port)
-            ))
-            .send()
-            .await
-            .unwrap();
+        let hello = harness.preview_get(dev.port, "api/hello").await;
         assert_eq!(hello.status(), 200);
 
         // Where Codex runs, the token is nowhere.

@@ -362,24 +362,8 @@ async fn a_kandan_restart_mid_stream_loses_and_duplicates_nothing() {
 #[tokio::test]
 async fn codex_killed_mid_turn_fails_the_message_and_the_next_one_works() {
     let (harness, mut runner, thread) = session("codex-killed").await;
-    let seq = harness
-        .say(
-            &thread,
-            "tester",
-            &mock(json!([[{"text": "working on it"}, {"hang_ms": 30000}]])),
-        )
-        .await;
     // Kill it once the turn is really running (its answer has begun to stream).
-    harness
-        .kandan
-        .wait_for_thread(
-            WORKSPACE,
-            CHANNEL,
-            |rows| rows.iter().any(|row| row.payload["reply_to_seq"] == seq),
-            support::WAIT,
-        )
-        .await
-        .unwrap();
+    let seq = harness.say_and_keep_codex_busy(&thread).await;
     let pid = runner.codex().pid.unwrap();
     linzumi_engine::process_tree::signal(
         &linzumi_engine::process_tree::tree(pid),

@@ -140,6 +140,33 @@ impl Harness {
         Runner::start(self.options()).await.unwrap()
     }
 
+    /// The URL of `path` on the preview origin of `port` (Kandan's preview proxy).
+    pub fn preview_url(&self, port: u16, path: &str) -> String {
+        format!(
+            "{}{}",
+            self.kandan.preview_url(RUNNER_ID, port),
+            path.trim_start_matches('/')
+        )
+    }
+
+    /// GETs `path` on the preview of `port`, the way a browser would.
+    pub async fn preview_get(&self, port: u16, path: &str) -> reqwest::Response {
+        dev_server::preview_client(&self.kandan, RUNNER_ID, port)
+            .get(self.preview_url(port, path))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A runner without a chat session that forwards `ports` from the start, tunnel up.
+    pub async fn start_forwarding(&self, ports: Vec<u16>) -> Runner {
+        let mut options = self.options();
+        options.forward_ports = ports;
+        let runner = Runner::start(options).await.unwrap();
+        self.kandan.wait_for_tunnel(RUNNER_ID, WAIT).await.unwrap();
+        runner
+    }
+
     /// Options for a runner bound to the `acme/codex` chat, listening to `tester`.
     pub fn session_options(&self) -> RunnerOptions {
         let mut options = self.options();
@@ -180,6 +207,28 @@ impl Harness {
             .await
             .unwrap()
             .seq
+    }
+
+    /// Says something Codex starts answering and then works on for a minute; returns once
+    /// the answer has begun to stream, so the turn is really running.
+    pub async fn say_and_keep_codex_busy(&self, thread: &str) -> i64 {
+        let seq = self
+            .say(
+                thread,
+                "tester",
+                &mock(json!([[{"text": "working on it"}, {"hang_ms": 60000}]])),
+            )
+            .await;
+        self.kandan
+            .wait_for_thread(
+                WORKSPACE,
+                CHANNEL,
+                |rows| rows.iter().any(|row| row.payload["reply_to_seq"] == seq),
+                WAIT,
+            )
+            .await
+            .unwrap();
+        seq
     }
 
     /// Waits until the message `seq` reaches a state with this status.
