@@ -16,7 +16,6 @@
 mod fake_codex;
 mod support;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -25,8 +24,9 @@ use kandan_test_server::KandanTestServer;
 use mock_model_api::{CodexHome, CodexHomeOptions, MockModelApi};
 use serde_json::json;
 use support::{
-    CHANNEL, Linzumi, Scratch, WAIT, WORKSPACE, connect_args, cpu_seconds, distribution, kandan,
-    metric, percentile, rss_kib, target, wait_event, with_fake_codex, with_session,
+    CHANNEL, Linzumi, Scratch, WAIT, WORKSPACE, bound_thread, connect_args, cpu_seconds,
+    distribution, kandan, metric, npm_ci, percentile, rss_kib, target, wait_event, with_fake_codex,
+    with_session,
 };
 
 fn main() {
@@ -44,20 +44,6 @@ fn main() {
 }
 
 // ---- helpers ----------------------------------------------------------------------------
-
-/// Waits for the session's root row, then returns its thread.
-async fn bound_thread(server: &KandanTestServer) -> String {
-    let rows = server
-        .wait_for_thread(
-            WORKSPACE,
-            CHANNEL,
-            |rows| rows.iter().any(|row| row.posted_by_runner.is_some()),
-            WAIT,
-        )
-        .await
-        .expect("root");
-    rows[0].thread_id.clone()
-}
 
 async fn wait_processed(server: &KandanTestServer, seq: i64) {
     server
@@ -152,15 +138,7 @@ async fn idle_memory() {
 }
 
 async fn bun_floor() {
-    let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/peers");
-    if !peers.join("node_modules/.bin/bun").exists() {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&peers)
-            .status()
-            .expect("npm");
-        assert!(status.success(), "npm ci in bench/peers failed");
-    }
+    let peers = npm_ci("bench/peers", "node_modules/.bin/bun");
     let (server, token) = kandan().await;
     let url = format!(
         "{}/socket/websocket?token={token}&vsn=2.0.0",

@@ -48,7 +48,6 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,8 +64,9 @@ use kandan_test_server::{ChatMessage, KandanTestServer};
 use mock_model_api::{CodexHome, CodexHomeOptions, MockModelApi};
 use serde_json::{Value, json};
 use support::{
-    CHANNEL, Linzumi, Scratch, WAIT, WORKSPACE, connect_args, cpu_seconds, distribution, emit,
-    fd_count, kandan, metric, percentile, rss_kib, target, with_fake_codex, with_session,
+    CHANNEL, Linzumi, Scratch, WAIT, WORKSPACE, bound_thread, connect_args, cpu_seconds,
+    distribution, emit, fd_count, kandan, metric, npm_ci, percentile, rss_kib, target,
+    with_fake_codex, with_session,
 };
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -139,15 +139,7 @@ struct DevServer {
 
 impl DevServer {
     fn start() -> DevServer {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testing/dev-server");
-        if !dir.join("node_modules/ws").exists() {
-            let status = Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-                .current_dir(&dir)
-                .status()
-                .expect("npm");
-            assert!(status.success(), "npm ci in testing/dev-server failed");
-        }
+        let dir = npm_ci("testing/dev-server", "node_modules/ws");
         let mut child = Command::new("node")
             .arg(dir.join("server.mjs"))
             .args(["--port", "0"])
@@ -667,16 +659,7 @@ async fn soak() -> Vec<String> {
     ]);
     let linzumi = Linzumi::spawn(&args, &home.env(), project);
     let pid = linzumi.pid();
-    let rows = server
-        .wait_for_thread(
-            WORKSPACE,
-            CHANNEL,
-            |rows| rows.iter().any(|row| row.posted_by_runner.is_some()),
-            WAIT,
-        )
-        .await
-        .expect("the runner's thread root");
-    let thread = rows[0].thread_id.clone();
+    let thread = bound_thread(&server).await;
     server
         .wait_for_tunnel(SOAK_RUNNER, WAIT)
         .await

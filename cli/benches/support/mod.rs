@@ -137,6 +137,37 @@ pub fn with_fake_codex(mut args: Vec<String>, codex: &FakeCodex) -> Vec<String> 
     args
 }
 
+/// Runs `npm ci` in `dir` (relative to the workspace) unless `installed` (relative to it)
+/// is already there; scripts/setup.sh normally has done it.
+pub fn npm_ci(dir: &str, installed: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(dir);
+    if !dir.join(installed).exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm");
+        assert!(status.success(), "npm ci in {} failed", dir.display());
+    }
+    dir
+}
+
+/// Waits for the chat session's root row, then returns its thread.
+pub async fn bound_thread(server: &KandanTestServer) -> String {
+    let rows = server
+        .wait_for_thread(
+            WORKSPACE,
+            CHANNEL,
+            |rows| rows.iter().any(|row| row.posted_by_runner.is_some()),
+            WAIT,
+        )
+        .await
+        .expect("the runner's thread root");
+    rows[0].thread_id.clone()
+}
+
 pub async fn wait_event(server: &KandanTestServer, runner: &str, event: &str) {
     let topic = format!("local_runner:{runner}");
     let event = event.to_owned();
