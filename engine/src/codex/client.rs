@@ -11,9 +11,9 @@
 //! the next ping is taken as hung and its connection is ended. So is one whose socket
 //! still answers pings while a request has waited [`STALL_PINGS`] intervals (every
 //! request the runner makes is answered at once; the work they start reports through
-//! notifications). A message that is not
-//! JSON-RPC ends the connection too: the app-server is broken, and whatever it says next
-//! cannot be trusted. Either way the supervisor restarts it.
+//! notifications). A message that is not JSON-RPC ends the connection too: the
+//! app-server is broken, and whatever it says next cannot be trusted. Either way the
+//! supervisor restarts it.
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -113,17 +113,10 @@ pub struct CodexClient {
 
 impl CodexClient {
     /// Connects to `url` (`ws://127.0.0.1:PORT`), performs `initialize`/`initialized`,
-    /// and returns the client with its event stream.
-    pub async fn connect(
-        url: &str,
-        info: ClientInfo,
-    ) -> Result<(CodexClient, mpsc::UnboundedReceiver<CodexEvent>), CodexError> {
-        CodexClient::connect_pinging(url, info, PING_INTERVAL).await
-    }
-
-    /// [`Self::connect`], pinging the app-server every `ping_interval` (see the module
+    /// and returns the client with its event stream. The app-server is pinged every
+    /// `ping_interval` ([`PING_INTERVAL`] unless a test wants it sooner; see the module
     /// documentation).
-    pub async fn connect_pinging(
+    pub async fn connect(
         url: &str,
         info: ClientInfo,
         ping_interval: Duration,

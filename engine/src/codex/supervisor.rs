@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{info, warn};
 
-use super::client::{ClientInfo, CodexClient, CodexEvent, PING_INTERVAL};
+use super::client::{ClientInfo, CodexClient, CodexEvent};
 use super::process::{AppServerProcess, AppServerSpec};
 use crate::phoenix::Backoff;
 
@@ -49,17 +49,9 @@ pub struct CodexSupervisor {
 
 impl CodexSupervisor {
     /// Starts supervising; the first `Ready` (or `StartFailed`) arrives on `events`.
+    /// Each app-server is pinged every `ping_interval`: one that stops answering is lost
+    /// and replaced like one that died.
     pub fn start(
-        source: AppServerSource,
-        info: ClientInfo,
-        backoff: Backoff,
-    ) -> (CodexSupervisor, mpsc::UnboundedReceiver<SupervisorEvent>) {
-        CodexSupervisor::start_pinging(source, info, backoff, PING_INTERVAL)
-    }
-
-    /// [`Self::start`], pinging each app-server every `ping_interval`: one that stops
-    /// answering is lost and replaced like one that died.
-    pub fn start_pinging(
         source: AppServerSource,
         info: ClientInfo,
         backoff: Backoff,
@@ -228,7 +220,7 @@ async fn start_once(
             let mut process = AppServerProcess::spawn(spec)
                 .await
                 .map_err(|error| error.to_string())?;
-            match CodexClient::connect_pinging(process.url(), info.clone(), ping_interval).await {
+            match CodexClient::connect(process.url(), info.clone(), ping_interval).await {
                 Ok((client, events)) => Ok((Some(process), client, events)),
                 Err(error) => {
                     process.terminate(Duration::from_secs(1)).await;
@@ -237,7 +229,7 @@ async fn start_once(
             }
         }
         AppServerSource::Attach(url) => {
-            let (client, events) = CodexClient::connect_pinging(url, info.clone(), ping_interval)
+            let (client, events) = CodexClient::connect(url, info.clone(), ping_interval)
                 .await
                 .map_err(|error| error.to_string())?;
             Ok((None, client, events))

@@ -26,7 +26,7 @@ pub const CODEX_RESPONSE: &str = "codex_response";
 pub const CODEX_ERROR: &str = "codex_error";
 
 /// What the runner loop must do after a control.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub enum ControlOutcome {
     /// Push this event to Kandan.
     Reply { event: &'static str, payload: Value },
@@ -46,13 +46,15 @@ pub enum ControlOutcome {
     Done,
 }
 
-/// A relay's share of its in-flight budget, given back when the last clone is dropped.
-#[derive(Debug, Clone)]
-pub struct InFlight(pub Arc<tokio::sync::OwnedSemaphorePermit>);
+/// A relay's share of its in-flight budget, given back when it is dropped.
+#[derive(Debug)]
+pub struct InFlight(pub tokio::sync::OwnedSemaphorePermit);
 
 impl PartialEq for InFlight {
+    /// The same number of permits of the same relay's budget.
     fn eq(&self, other: &InFlight) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        Arc::ptr_eq(self.0.semaphore(), other.0.semaphore())
+            && self.0.num_permits() == other.0.num_permits()
     }
 }
 

@@ -361,7 +361,7 @@ impl Runner {
             json!({"topic": topic, "response": joined.response}),
         );
 
-        let (mut supervisor, mut codex_events) = CodexSupervisor::start_pinging(
+        let (mut supervisor, mut codex_events) = CodexSupervisor::start(
             options.codex.clone(),
             ClientInfo::default(),
             options.codex_restart.clone(),
@@ -953,7 +953,7 @@ fn emit_to(
             Some(permit) => ControlOutcome::InFlight {
                 event,
                 payload,
-                permit: controls::InFlight(Arc::new(permit)),
+                permit: controls::InFlight(permit),
             },
             None => ControlOutcome::Reply { event, payload },
         });
