@@ -37,7 +37,7 @@ pub struct Desktop<R: Runtime> {
     notice: Mutex<Option<String>>,
     notifier: Arc<dyn Notifier>,
     /// Keeps finished turns and errors to a few notifications per folder per minute.
-    updates: Arc<Mutex<InfoThrottle>>,
+    updates: Arc<Mutex<Updates>>,
     /// What the tray shows now.
     tray_shown: Mutex<Option<TrayModel>>,
     pub signin: DeepLinkSignIn,
@@ -47,6 +47,41 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The update notifications' throttle, and whether [`show_summaries`] runs for it.
+struct Updates {
+    throttle: InfoThrottle,
+    summarizing: bool,
+}
+
+/// Shows each held-back summary once its folder's window ends, until none is pending.
+/// `summarizing` is cleared under the same lock that finds nothing pending, so an update
+/// held back meanwhile starts a new task instead of being left without a summary.
+async fn show_summaries(updates: Arc<Mutex<Updates>>, notifier: Arc<dyn Notifier>) {
+    loop {
+        let due = {
+            let mut held = lock(&updates);
+            let due = held.throttle.next_due_ms();
+            held.summarizing = due.is_some();
+            due
+        };
+        let Some(due) = due else {
+            return;
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(
+            due.saturating_sub(now_ms()),
+        ))
+        .await;
+        let (updates, notifier) = (updates.clone(), notifier.clone());
+        // D-Bus round trips: off the async workers.
+        let _ = tauri::async_runtime::spawn_blocking(move || {
+            if let Err(error) = lock(&updates).throttle.flush(notifier.as_ref(), now_ms()) {
+                tracing::warn!(%error, "could not show a notification");
+            }
+        })
+        .await;
+    }
 }
 
 /// Runs keyring and other blocking I/O on tokio's blocking pool.
@@ -116,10 +151,10 @@ impl<R: Runtime> Desktop<R> {
                 runners: tokio::sync::Mutex::new(HashMap::new()),
                 notice: Mutex::new(notice),
                 notifier: Arc::new(notifier),
-                updates: Arc::new(Mutex::new(InfoThrottle::new(
-                    RateLimit::default(),
-                    "Linzumi",
-                ))),
+                updates: Arc::new(Mutex::new(Updates {
+                    throttle: InfoThrottle::new(RateLimit::default(), "Linzumi"),
+                    summarizing: false,
+                })),
                 tray_shown: Mutex::new(None),
                 signin: DeepLinkSignIn::default(),
             };
@@ -412,8 +447,8 @@ impl<R: Runtime> Desktop<R> {
         let (notifier, updates) = (self.notifier.clone(), self.updates.clone());
         let folder_id = folder_id.to_owned();
         tauri::async_runtime::spawn_blocking(move || {
-            let mut throttle = lock(&updates);
-            let shown = throttle.info(
+            let mut held = lock(&updates);
+            let shown = held.throttle.info(
                 notifier.as_ref(),
                 &folder_id,
                 &name,
@@ -424,21 +459,13 @@ impl<R: Runtime> Desktop<R> {
             if let Err(error) = shown {
                 tracing::warn!(%error, "could not show a notification");
             }
-            let Some(due) = throttle.next_due_ms() else {
-                return;
-            };
-            drop(throttle);
-            // The summary of what was held back, once the folder's window ends.
-            let wait = std::time::Duration::from_millis(due.saturating_sub(now_ms()));
-            tauri::async_runtime::spawn(async move {
-                tokio::time::sleep(wait).await;
-                let _ = tauri::async_runtime::spawn_blocking(move || {
-                    if let Err(error) = lock(&updates).flush(notifier.as_ref(), now_ms()) {
-                        tracing::warn!(%error, "could not show a notification");
-                    }
-                })
-                .await;
-            });
+            // One task shows the summaries of what was held back, each when its folder's
+            // window ends; it is started here unless it already runs.
+            if held.throttle.next_due_ms().is_some() && !held.summarizing {
+                held.summarizing = true;
+                drop(held);
+                tauri::async_runtime::spawn(show_summaries(updates, notifier));
+            }
         });
     }
 

@@ -5,7 +5,7 @@
 //! the first 3 updates are shown, the rest only counted, and when the window has ended
 //! one "N more updates in <folder>" summary is shown. Pure: times are passed in as Unix
 //! milliseconds, so the tests use a fake clock. The shell calls [`InfoThrottle::flush`]
-//! from a timer (every few seconds) so that summaries come out soon after a window ends.
+//! at [`InfoThrottle::next_due_ms`], so that summaries come out when a window ends.
 use std::collections::HashMap;
 
 use super::{Notifier, NotifyError};
