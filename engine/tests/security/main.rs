@@ -5,10 +5,11 @@
 //! is the test server, and the "attacker" speaks to it (or through it) like anyone could.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/capture.rs"]
+#[path = "../support/capture.rs"]
 mod capture;
-#[path = "support/rogue_servers.rs"]
+#[path = "../support/rogue_servers.rs"]
 mod rogue_servers;
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::time::Duration;
