@@ -42,7 +42,8 @@ pub enum Command {
 /// Where Kandan is and how to sign in to it.
 #[derive(Debug, Args)]
 pub struct KandanFlags {
-    /// Optional scoped local-runner token override
+    /// Optional scoped local-runner token override. Other users on this computer can read
+    /// a command line (`ps`): prefer KANDAN_TOKEN or the auth file
     #[arg(long, value_name = "jwt", env = "KANDAN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Auth cache path, default ~/.kandan/auth.json
@@ -65,6 +66,10 @@ pub struct RunnerFlags {
     /// Attach to a running Codex app-server instead of starting one
     #[arg(long, value_name = "ws-url")]
     pub codex_url: Option<String>,
+    /// The capability token of the app-server at --codex-url, in a file (the one given to
+    /// `codex app-server --ws-auth capability-token --ws-token-file`)
+    #[arg(long, value_name = "path", requires = "codex_url")]
+    pub codex_token_file: Option<String>,
     /// Open the Codex TUI on the same session
     #[arg(long)]
     pub launch_tui: bool,

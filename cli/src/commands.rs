@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use linzumi_engine::auth::{self, AuthScope};
-use linzumi_engine::codex::{AppServerSource, AppServerSpec};
+use linzumi_engine::codex::{AppServerAddress, AppServerSource, AppServerSpec, CapabilityToken};
 use linzumi_engine::dependencies::{self, ToolState};
 use linzumi_engine::kandan_url::KandanUrl;
 use linzumi_engine::runner::allowed_cwd::AllowedRoot;
@@ -208,7 +208,15 @@ async fn prepare(
     let forward_ports = settings::forward_ports(flags.forward_port.as_deref())?;
     let codex = dependencies::codex_status(Path::new(&flags.codex_bin)).await;
     let source = match &flags.codex_url {
-        Some(url) => AppServerSource::Attach(url.clone()),
+        Some(url) => AppServerSource::Attach(AppServerAddress {
+            url: url.clone(),
+            token: flags
+                .codex_token_file
+                .as_deref()
+                .map(|path| CapabilityToken::from_file(Path::new(path)))
+                .transpose()
+                .map_err(failed)?,
+        }),
         None => {
             if codex.state != ToolState::Ready {
                 return Err(failed(codex.detail.clone().unwrap_or_default()));

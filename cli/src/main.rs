@@ -11,6 +11,7 @@ mod sign_in;
 use std::process::ExitCode;
 
 use clap::Parser;
+use linzumi_engine::secrets;
 
 use args::{Cli, Command};
 use commands::CommandError;
@@ -89,8 +90,9 @@ fn init_logging(cli: &Cli) {
     let default = if tui { "off" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Libraries log request lines and headers at trace level: every line is masked.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| secrets::MaskingWriter::new(std::io::stderr()))
         .init();
 }

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use crate::editor_progress::EditorProgress;
 use linzumi_engine::process_tree::{self, Signal};
-use linzumi_engine::runner::{Runner, RunnerEvent};
+use linzumi_engine::runner::{CodexEndpoint, Runner, RunnerEvent};
+use linzumi_engine::secrets;
 use tokio::process::{Child, Command};
 
 /// SIGINT/SIGTERM/SIGHUP handlers, installed before anything is started so that a
@@ -69,7 +70,7 @@ pub async fn run(mut runner: Runner, tui: Option<Tui<'_>>, mut shutdown: Shutdow
         eprintln!("Event log: {}", log.display());
     }
     let mut tui = match tui {
-        Some(tui) => match open_tui(&tui, &codex.url, chat_thread.as_deref()) {
+        Some(tui) => match open_tui(&tui, &codex, chat_thread.as_deref()) {
             Ok(child) => Some(child),
             Err(error) => {
                 eprintln!("Could not open the Codex TUI: {error}");
@@ -162,19 +163,29 @@ fn report(event: &RunnerEvent) {
 
 /// The Codex TUI on the runner's own app-server, in this terminal: on the chat's Codex
 /// thread when a chat session is bound (`codex resume <thread> --remote <url>`), so
-/// what is typed there is mirrored into the Kandan thread.
-fn open_tui(tui: &Tui<'_>, url: &str, thread: Option<&str>) -> std::io::Result<Child> {
+/// what is typed there is mirrored into the Kandan thread. The app-server's capability
+/// token reaches it through its environment, never its command line.
+fn open_tui(tui: &Tui<'_>, codex: &CodexEndpoint, thread: Option<&str>) -> std::io::Result<Child> {
     let mut command = Command::new(tui.codex_bin);
     if let Some(thread) = thread {
         command.args(["resume", thread]);
     }
+    command.args(["--remote", &codex.url]);
+    if let Some(token) = &codex.token {
+        command
+            .args(["--remote-auth-token-env", TUI_TOKEN_ENV])
+            .env(TUI_TOKEN_ENV, token.expose());
+    }
     command
-        .args(["--remote", url, "-C"])
+        .arg("-C")
         .arg(tui.cwd)
-        .envs(tui.env.iter().map(|(key, value)| (key, value)))
-        .kill_on_drop(true)
-        .spawn()
+        .envs(tui.env.iter().map(|(key, value)| (key, value)));
+    secrets::clear_from_environment(command.as_std_mut());
+    command.kill_on_drop(true).spawn()
 }
+
+/// The variable that carries the app-server's token to the TUI.
+const TUI_TOKEN_ENV: &str = "LINZUMI_CODEX_REMOTE_TOKEN";
 
 async fn wait_tui(tui: &mut Option<Child>) -> String {
     match tui {

@@ -81,8 +81,10 @@ pub struct ChildTree {
 }
 
 impl ChildTree {
-    /// Spawns `command` in a process group of its own (unix), killed if dropped.
+    /// Spawns `command` in a process group of its own (unix), killed if dropped, without
+    /// this process's secrets in its environment.
     pub fn spawn(mut command: Command) -> std::io::Result<ChildTree> {
+        crate::secrets::clear_from_environment(command.as_std_mut());
         command.kill_on_drop(true);
         #[cfg(unix)]
         command.process_group(0);

@@ -14,5 +14,6 @@ pub mod private_file;
 pub mod process_tree;
 pub mod protocol;
 pub mod runner;
+pub mod secrets;
 pub mod session;
 pub mod tls;

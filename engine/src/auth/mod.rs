@@ -52,8 +52,11 @@ pub use token_store::{
 pub struct AccessToken(String);
 
 impl AccessToken {
+    /// The token, remembered as a secret to keep out of logs and child environments.
     pub fn new(token: impl Into<String>) -> AccessToken {
-        AccessToken(token.into())
+        let token = token.into();
+        crate::secrets::remember(&token);
+        AccessToken(token)
     }
 
     /// The token itself, to put in an `Authorization` header or a socket URL.

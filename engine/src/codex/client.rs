@@ -24,10 +24,14 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::{debug, warn};
 
+use super::address::AppServerAddress;
 use super::jsonrpc::{self, Incoming, RpcError};
 
 /// How long a request may wait for its response unless the call says otherwise.
@@ -112,25 +116,35 @@ pub struct CodexClient {
 }
 
 impl CodexClient {
-    /// Connects to `url` (`ws://127.0.0.1:PORT`), performs `initialize`/`initialized`,
+    /// Connects to `address` (`ws://127.0.0.1:PORT`, with its capability token when it
+    /// asks for one), performs `initialize`/`initialized`,
     /// and returns the client with its event stream. The app-server is pinged every
     /// `ping_interval` ([`PING_INTERVAL`] unless a test wants it sooner; see the module
     /// documentation).
     pub async fn connect(
-        url: &str,
+        address: &AppServerAddress,
         info: ClientInfo,
         ping_interval: Duration,
     ) -> Result<(CodexClient, mpsc::UnboundedReceiver<CodexEvent>), CodexError> {
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_MESSAGE_BYTES))
             .max_frame_size(Some(MAX_MESSAGE_BYTES));
+        let url = address.url.as_str();
         let connect_error = |reason: String| CodexError::Connect {
             url: url.to_owned(),
             reason,
         };
+        let mut request = url
+            .into_client_request()
+            .map_err(|error| connect_error(error.to_string()))?;
+        if let Some(token) = &address.token {
+            let bearer = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                .map_err(|_| connect_error("the capability token is not a header value".into()))?;
+            request.headers_mut().insert(AUTHORIZATION, bearer);
+        }
         let (ws, _) = tokio::time::timeout(
             Duration::from_secs(10),
-            tokio_tungstenite::connect_async_with_config(url, Some(config), true),
+            tokio_tungstenite::connect_async_with_config(request, Some(config), true),
         )
         .await
         .map_err(|_| connect_error("no answer within 10s".into()))?

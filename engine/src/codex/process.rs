@@ -1,6 +1,7 @@
 //! The `codex app-server` child process: started on a free loopback port (so the runner
 //! and `codex --remote` TUIs can share it), watched, and ended together with everything
-//! it started.
+//! it started. It asks every client for a capability token of this start's own
+//! ([`super::address`]): the port is reachable by every local user.
 //!
 //! The app-server prints `listening on: ws://127.0.0.1:PORT` on stderr once it accepts
 //! connections; that line is the readiness signal. On unix it runs in its own process
@@ -15,6 +16,7 @@ use tokio::process::Command;
 use tokio::sync::oneshot;
 use tracing::debug;
 
+use super::address::{AppServerAddress, CapabilityToken};
 use crate::child_process::{ChildTree, OutputTail};
 use crate::process_tree::Signal;
 
@@ -26,7 +28,8 @@ const STDERR_TAIL: usize = 20;
 #[derive(Debug, Clone)]
 pub struct AppServerSpec {
     pub codex_bin: PathBuf,
-    /// Arguments after `app-server --listen ws://127.0.0.1:0` (e.g. `-c key=value`).
+    /// Arguments after `app-server --listen ws://127.0.0.1:0 --ws-auth …` (e.g.
+    /// `-c key=value`).
     pub extra_args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub cwd: PathBuf,
@@ -48,15 +51,18 @@ pub enum SpawnError {
 
 pub struct AppServerProcess {
     process: ChildTree,
-    url: String,
+    address: AppServerAddress,
     stderr_tail: OutputTail,
 }
 
 impl AppServerProcess {
     pub async fn spawn(spec: &AppServerSpec) -> Result<AppServerProcess, SpawnError> {
+        let token = CapabilityToken::generate();
         let mut command = Command::new(&spec.codex_bin);
         command
             .args(["app-server", "--listen", "ws://127.0.0.1:0"])
+            .args(["--ws-auth", "capability-token", "--ws-token-sha256"])
+            .arg(token.sha256_hex())
             .args(&spec.extra_args)
             .envs(spec.env.iter().map(|(key, value)| (key, value)))
             .current_dir(&spec.cwd)
@@ -114,14 +120,17 @@ impl AppServerProcess {
         };
         Ok(AppServerProcess {
             process,
-            url,
+            address: AppServerAddress {
+                url,
+                token: Some(token),
+            },
             stderr_tail,
         })
     }
 
-    /// `ws://127.0.0.1:PORT`: for the runner's client and for `codex --remote`.
-    pub fn url(&self) -> &str {
-        &self.url
+    /// `ws://127.0.0.1:PORT` and its token: for the runner's client and `codex --remote`.
+    pub fn address(&self) -> &AppServerAddress {
+        &self.address
     }
 
     pub fn pid(&self) -> Option<u32> {

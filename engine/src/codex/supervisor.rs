@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{info, warn};
 
+use super::address::AppServerAddress;
 use super::client::{ClientInfo, CodexClient, CodexEvent};
 use super::process::{AppServerProcess, AppServerSpec};
 use crate::phoenix::Backoff;
@@ -18,18 +19,19 @@ use crate::phoenix::Backoff;
 pub enum AppServerSource {
     /// Start `codex app-server` and restart it when it dies.
     Spawn(AppServerSpec),
-    /// Connect to a running app-server at this `ws://` URL and reconnect when it drops.
-    Attach(String),
+    /// Connect to a running app-server (`--codex-url`, with its token if it asks for one)
+    /// and reconnect when it drops.
+    Attach(AppServerAddress),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SupervisorEvent {
     /// An event from the current app-server connection.
     Codex(CodexEvent),
-    /// A (new) app-server is connected and initialized at `url`; `pid` is its process
-    /// (and process group) when the runner started it.
+    /// A (new) app-server is connected and initialized at `address`; `pid` is its
+    /// process (and process group) when the runner started it.
     Ready {
-        url: String,
+        address: AppServerAddress,
         pid: Option<u32>,
         restart: bool,
     },
@@ -134,7 +136,7 @@ async fn supervise(
             started = start_once(&source, &info, ping_interval) => started,
             _ = &mut stop => return,
         };
-        let (mut process, client, mut codex_events) = match started {
+        let (mut process, address, client, mut codex_events) = match started {
             Ok(started) => started,
             Err(message) => {
                 failures += 1;
@@ -152,7 +154,7 @@ async fn supervise(
         // The client first: whoever hears `Ready` may use it at once.
         client_tx.send_replace(Some(client.clone()));
         let _ = events.send(SupervisorEvent::Ready {
-            url: client.url().to_owned(),
+            address,
             pid: process.as_ref().and_then(AppServerProcess::pid),
             restart: restarted,
         });
@@ -206,6 +208,7 @@ async fn supervise(
 
 type Started = (
     Option<AppServerProcess>,
+    AppServerAddress,
     CodexClient,
     mpsc::UnboundedReceiver<CodexEvent>,
 );
@@ -220,19 +223,22 @@ async fn start_once(
             let mut process = AppServerProcess::spawn(spec)
                 .await
                 .map_err(|error| error.to_string())?;
-            match CodexClient::connect(process.url(), info.clone(), ping_interval).await {
-                Ok((client, events)) => Ok((Some(process), client, events)),
+            match CodexClient::connect(process.address(), info.clone(), ping_interval).await {
+                Ok((client, events)) => {
+                    let address = process.address().clone();
+                    Ok((Some(process), address, client, events))
+                }
                 Err(error) => {
                     process.terminate(Duration::from_secs(1)).await;
                     Err(error.to_string())
                 }
             }
         }
-        AppServerSource::Attach(url) => {
-            let (client, events) = CodexClient::connect(url, info.clone(), ping_interval)
+        AppServerSource::Attach(address) => {
+            let (client, events) = CodexClient::connect(address, info.clone(), ping_interval)
                 .await
                 .map_err(|error| error.to_string())?;
-            Ok((None, client, events))
+            Ok((None, address.clone(), client, events))
         }
     }
 }

@@ -78,6 +78,7 @@ impl LaunchSpec {
         for name in CLEARED_ENV {
             command.env_remove(name);
         }
+        crate::secrets::clear_from_environment(command.as_std_mut());
         command
     }
 

@@ -26,7 +26,8 @@ use tracing::{info, warn};
 use crate::codex::jsonrpc::{RpcError, codes};
 use crate::codex::protocol::{Notification, ServerRequest};
 use crate::codex::{
-    AppServerSource, ClientInfo, CodexEvent, CodexSupervisor, RuntimeOptions, SupervisorEvent,
+    AppServerSource, CapabilityToken, ClientInfo, CodexEvent, CodexSupervisor, RuntimeOptions,
+    SupervisorEvent,
 };
 use crate::editor::collaboration::CollaborationAccess;
 use crate::editor::runtime::RuntimeCache;
@@ -218,6 +219,8 @@ impl ApprovalActor {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CodexEndpoint {
     pub url: String,
+    /// What a client (the Codex TUI) must send to be let in; see [`CapabilityToken`].
+    pub token: Option<CapabilityToken>,
     pub pid: Option<u32>,
 }
 
@@ -305,6 +308,7 @@ pub struct Runner {
 
 impl Runner {
     pub async fn start(mut options: RunnerOptions) -> Result<Runner, RunnerError> {
+        crate::secrets::remember(&options.token);
         let log = Arc::new(match &options.log_file {
             Some(path) => EventLog::open(path, vec![options.token.clone()]),
             None => EventLog::disabled(),
@@ -568,7 +572,13 @@ async fn first_ready(
     let wait = async {
         while let Some(event) = events.recv().await {
             match event {
-                SupervisorEvent::Ready { url, pid, .. } => return Ok(CodexEndpoint { url, pid }),
+                SupervisorEvent::Ready { address, pid, .. } => {
+                    return Ok(CodexEndpoint {
+                        url: address.url,
+                        token: address.token,
+                        pid,
+                    });
+                }
                 SupervisorEvent::StartFailed { message, .. } => return Err(message),
                 _ => {}
             }
@@ -764,7 +774,12 @@ impl Loop {
                         "message": format!("Codex did not start: {message}; retrying in {}s", retry_in.as_secs())}),
                 );
             }
-            SupervisorEvent::Ready { url, pid, restart } => {
+            SupervisorEvent::Ready {
+                address,
+                pid,
+                restart,
+            } => {
+                let url = address.url.clone();
                 info!(%url, restart, "Codex ready");
                 if let Ok(mut state) = self.state.lock() {
                     state.app_server_pid = pid;
@@ -772,6 +787,7 @@ impl Loop {
                 if let Ok(mut current) = self.codex.lock() {
                     *current = CodexEndpoint {
                         url: url.clone(),
+                        token: address.token,
                         pid,
                     };
                 }

@@ -1,12 +1,15 @@
 //! Captures what the engine writes through `tracing` (what the CLI prints on stderr), for
 //! tests that check what a person would see. The subscriber is installed on every thread
 //! of a runtime of the test's own rather than process-wide, so tests sharing a process
-//! (`cargo test`) do not see each other's lines.
+//! (`cargo test`) do not see each other's lines. As in the CLI, records of the `log` crate
+//! (tungstenite, rustls) come through too, and every line is masked by
+//! [`linzumi_engine::secrets::MaskingWriter`].
 #![allow(dead_code)]
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use linzumi_engine::secrets::MaskingWriter;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Everything written so far, as text.
@@ -33,16 +36,18 @@ impl Write for CapturedWriter {
 }
 
 impl<'a> MakeWriter<'a> for Captured {
-    type Writer = CapturedWriter;
+    type Writer = MaskingWriter<CapturedWriter>;
 
-    fn make_writer(&'a self) -> CapturedWriter {
-        CapturedWriter(self.0.clone())
+    fn make_writer(&'a self) -> Self::Writer {
+        MaskingWriter::new(CapturedWriter(self.0.clone()))
     }
 }
 
 /// A multi-threaded runtime whose threads (workers and blocking ones) log through an
 /// `EnvFilter` of `filter` into the returned [`Captured`].
 pub fn capturing_runtime(filter: &str) -> (tokio::runtime::Runtime, Captured, tracing::Dispatch) {
+    // Process-wide, but it only hands `log` records to each thread's own subscriber.
+    let _ = tracing_log::LogTracer::init();
     let captured = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))

@@ -16,6 +16,7 @@ use linzumi_engine::codex::{AppServerProcess, AppServerSource, AppServerSpec};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// What a garbled app-server sends instead of JSON-RPC.
 pub const GARBAGE: &str = "\u{1}\u{2}<html>502 Bad Gateway</html> {\"id\": ";
@@ -120,9 +121,13 @@ async fn relay(
 ) {
     // The real app-server first, so the runner's handshake is answered only once it is up.
     let mut process = AppServerProcess::spawn(&spec).await.unwrap();
-    let (upstream, _) = tokio_tungstenite::connect_async(process.url())
-        .await
-        .unwrap();
+    let address = process.address();
+    let mut request = address.url.as_str().into_client_request().unwrap();
+    if let Some(token) = &address.token {
+        let bearer = format!("Bearer {}", token.expose()).parse().unwrap();
+        request.headers_mut().insert("authorization", bearer);
+    }
+    let (upstream, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     let Ok(downstream) = tokio_tungstenite::accept_async(tcp).await else {
         process.terminate(Duration::from_secs(1)).await;
         return;

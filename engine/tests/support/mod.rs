@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 pub mod dev_server;
+pub mod other_user;
 
 use std::path::PathBuf;
 use std::time::Duration;
