@@ -1,8 +1,14 @@
-//! Watches for dev servers: every scan reads the runner's process tree, the listening
-//! sockets of its descendants, and each listener's command and folder, and offers the
-//! ones that have been stable for the debounce period (seed `portForwardWatcher.ts`,
-//! 750 ms). Scans run on a thread of their own so `/proc` reads never stall the async
-//! runtime; with the default 200 ms period a new server is offered within a second.
+//! Watches for dev servers: every scan reads the process tree under the folder's Codex
+//! app-server, the listening sockets of the processes Codex started, and each listener's
+//! command and folder, and offers the ones that have been stable for the debounce period
+//! (seed `portForwardWatcher.ts`, 750 ms). Scans run on a thread of their own so `/proc`
+//! reads never stall the async runtime; with the default 200 ms period a new server is
+//! offered within a second.
+//!
+//! The seed watches every descendant of the runner's process. The desktop app runs many
+//! folders in one process, so that would offer one folder's dev servers, and another
+//! folder's Codex port, in every folder's thread: the watch is rooted at the folder's own
+//! app-server instead. [designed]
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,19 +31,18 @@ fn is_codex(name: &std::ffi::OsStr) -> bool {
 pub const SCAN_INTERVAL: Duration = Duration::from_millis(200);
 pub const DEBOUNCE: Duration = Duration::from_millis(750);
 
-/// The processes the runner started for itself (the Codex app-server); their own
-/// listeners are not dev servers, though what they run is watched.
-pub type OwnProcesses = Arc<dyn Fn() -> Vec<u32> + Send + Sync>;
+/// The folder's Codex app-server processes, read before each scan (a restarted Codex is
+/// a new process). What they start is watched; their own listeners are not dev servers.
+pub type Roots = Arc<dyn Fn() -> Vec<u32> + Send + Sync>;
 
 pub struct PortWatcher {
     stop: Arc<AtomicBool>,
 }
 
 impl PortWatcher {
-    /// Watches the descendants of `root` (not `root` itself) other than `own` processes.
+    /// Watches what the `roots` started, but for the roots and Codex binaries under them.
     pub fn start(
-        root: u32,
-        own: OwnProcesses,
+        roots: Roots,
         mut table: Box<dyn ListenTable>,
         interval: Duration,
         debounce: Duration,
@@ -52,7 +57,7 @@ impl PortWatcher {
                 let mut warned = false;
                 let mut last: Option<LastScan> = None;
                 while !stopped.load(Ordering::Relaxed) {
-                    match scan_if_changed(root, &own(), table.as_mut(), &mut last) {
+                    match scan_if_changed(&roots(), table.as_mut(), &mut last) {
                         Ok(found) => {
                             warned = false;
                             for offer in debouncer.observe(found, Instant::now(), debounce) {
@@ -86,49 +91,50 @@ impl Drop for PortWatcher {
 /// What the previous full scan found, and the state of the system it found it in.
 struct LastScan {
     fingerprint: u64,
-    own: Vec<u32>,
+    roots: Vec<u32>,
     found: Vec<PortCandidate>,
 }
 
-/// A full scan reads every process; when the system's listening sockets and the runner's
-/// own processes are what they were last time, its result cannot have changed, so an idle
-/// runner only reads the socket table.
+/// A full scan reads every process; when the system's listening sockets and the roots
+/// are what they were last time, its result cannot have changed, so an idle runner only
+/// reads the socket table.
 fn scan_if_changed(
-    root: u32,
-    own: &[u32],
+    roots: &[u32],
     table: &mut dyn ListenTable,
     last: &mut Option<LastScan>,
 ) -> std::io::Result<Vec<PortCandidate>> {
     let fingerprint = table.fingerprint()?;
     if let (Some(fingerprint), Some(last)) = (fingerprint, last.as_ref())
         && last.fingerprint == fingerprint
-        && last.own == own
+        && last.roots == roots
     {
         return Ok(last.found.clone());
     }
-    let found = scan(root, own, table)?;
+    let found = scan(roots, table)?;
     *last = fingerprint.map(|fingerprint| LastScan {
         fingerprint,
-        own: own.to_vec(),
+        roots: roots.to_vec(),
         found: found.clone(),
     });
     Ok(found)
 }
 
-/// One scan: the descendants' listeners with their command and folder.
-fn scan(
-    root: u32,
-    own: &[u32],
-    table: &mut dyn ListenTable,
-) -> std::io::Result<Vec<PortCandidate>> {
+/// One scan: the listeners of what the roots started, with their command and folder.
+fn scan(roots: &[u32], table: &mut dyn ListenTable) -> std::io::Result<Vec<PortCandidate>> {
+    if roots.is_empty() {
+        return Ok(Vec::new());
+    }
     let Some(processes) = ProcessTable::read() else {
         return Ok(Vec::new());
     };
-    let mut descendants: HashSet<u32> = processes.tree(root).into_iter().skip(1).collect();
+    let mut descendants: HashSet<u32> = roots
+        .iter()
+        .flat_map(|&root| processes.tree(root))
+        .collect();
     // The npm `codex` is a Node wrapper around the native binary, and that binary keeps a
     // loopback listener of its own: neither is a dev server. Commands it runs are.
-    for &process in own {
-        for pid in processes.walk(process, is_codex) {
+    for &root in roots {
+        for pid in processes.walk(root, is_codex) {
             descendants.remove(&pid);
         }
     }
@@ -191,104 +197,51 @@ mod tests {
     use super::*;
     use crate::ports::listen_table;
 
-    #[tokio::test]
-    async fn a_descendants_server_is_offered_within_a_second() {
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        };
-        let (watcher, mut offers) = PortWatcher::start(
-            std::process::id(),
-            Arc::new(Vec::new),
-            listen_table::system(),
-            SCAN_INTERVAL,
-            DEBOUNCE,
-        );
-        let mut server = std::process::Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
-            .current_dir(std::env::temp_dir())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = std::time::Instant::now();
-        let offer = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                let offer = offers.recv().await.unwrap();
-                if offer.port == port {
-                    return offer;
-                }
-            }
-        })
-        .await
-        .unwrap();
-        // From the spawn, which includes Python's own start-up.
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "{:?}",
-            started.elapsed()
-        );
-        assert_eq!(offer.pid, server.id());
-        assert!(offer.command.contains("http.server"), "{}", offer.command);
-        assert_eq!(
-            offer.cwd.as_deref(),
-            Some(
-                std::fs::canonicalize(std::env::temp_dir())
-                    .unwrap()
-                    .to_str()
-                    .unwrap()
-            )
-        );
-        server.kill().unwrap();
-        server.wait().unwrap();
-        drop(watcher);
-    }
-
-    fn python_server(port: u16) -> std::process::Child {
-        std::process::Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    }
+    const PYTHON: &str = "/usr/bin/python3";
 
     fn free_port() -> u16 {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
     }
 
-    #[tokio::test]
-    async fn the_runners_own_processes_are_not_offered() {
-        let (own_port, dev_port) = (free_port(), free_port());
-        let mut own = python_server(own_port);
-        let own_pid = own.id();
-        let (watcher, mut offers) = PortWatcher::start(
-            std::process::id(),
-            Arc::new(move || vec![own_pid]),
-            listen_table::system(),
-            SCAN_INTERVAL,
-            DEBOUNCE,
+    /// A Python HTTP server on `port`; with `child_port`, it first starts another one
+    /// there as its child.
+    fn python_server(
+        program: &std::path::Path,
+        port: u16,
+        child_port: Option<u16>,
+    ) -> std::process::Child {
+        let child = child_port.map_or_else(String::new, |child| {
+            format!(
+                "subprocess.Popen(['{PYTHON}', '-m', 'http.server', '{child}', '--bind', '127.0.0.1'], \
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+            )
+        });
+        let script = format!(
+            "import http.server, subprocess\n{child}\
+             http.server.HTTPServer(('127.0.0.1', {port}), http.server.SimpleHTTPRequestHandler).serve_forever()\n"
         );
-        let mut dev = python_server(dev_port);
-        let mut offered = Vec::new();
-        // Until the dev server is offered, and a second's worth of scans after that.
+        std::process::Command::new(program)
+            .args(["-c", &script])
+            .current_dir(std::env::temp_dir())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Waits for `port` to be offered; returns every offer seen until then and for a
+    /// second after.
+    async fn offers_until(
+        offers: &mut mpsc::UnboundedReceiver<PortCandidate>,
+        port: u16,
+    ) -> Vec<PortCandidate> {
+        let mut seen = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(10), async {
             while let Some(offer) = offers.recv().await {
-                offered.push(offer.port);
-                if offer.port == dev_port {
+                let done = offer.port == port;
+                seen.push(offer);
+                if done {
                     break;
                 }
             }
@@ -296,16 +249,68 @@ mod tests {
         .await;
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
             while let Some(offer) = offers.recv().await {
-                offered.push(offer.port);
+                seen.push(offer);
             }
         })
         .await;
-        assert!(offered.contains(&dev_port), "{offered:?}");
-        assert!(!offered.contains(&own_port), "{offered:?}");
-        for child in [&mut own, &mut dev] {
-            child.kill().unwrap();
+        seen
+    }
+
+    /// A stand-in Codex (a Python process called `codex`) listens itself and starts a dev
+    /// server: the dev server is offered, with its command and folder; Codex's own port,
+    /// and a server outside its tree, are not.
+    #[tokio::test]
+    async fn only_what_codex_started_is_offered() {
+        let dir = std::env::temp_dir().join(format!("linzumi-watcher-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let codex = dir.join("codex");
+        // The real binary: a symlink to a wrapper script (pyenv's shim) would not be named
+        // `codex` once it runs.
+        std::os::unix::fs::symlink(PYTHON, &codex).unwrap();
+        let (codex_port, dev_port, outside_port) = (free_port(), free_port(), free_port());
+        let mut root = python_server(&codex, codex_port, Some(dev_port));
+        let mut outside = python_server(std::path::Path::new(PYTHON), outside_port, None);
+        let root_pid = root.id();
+        let (watcher, mut offers) = PortWatcher::start(
+            Arc::new(move || vec![root_pid]),
+            listen_table::system(),
+            SCAN_INTERVAL,
+            DEBOUNCE,
+        );
+        let seen = offers_until(&mut offers, dev_port).await;
+        let ports: Vec<u16> = seen.iter().map(|offer| offer.port).collect();
+        assert_eq!(ports, [dev_port], "{seen:?}");
+        let offer = &seen[0];
+        assert!(offer.command.contains("http.server"), "{}", offer.command);
+        let temp = std::fs::canonicalize(std::env::temp_dir()).unwrap();
+        assert_eq!(offer.cwd.as_deref(), temp.to_str());
+        drop(watcher);
+        for pid in crate::process_tree::tree(root_pid) {
+            crate::process_tree::signal(&[pid], crate::process_tree::Signal::Kill);
+        }
+        for child in [&mut root, &mut outside] {
+            let _ = child.kill();
             child.wait().unwrap();
         }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Without a Codex process (attached to one started elsewhere) nothing is offered.
+    #[tokio::test]
+    async fn without_roots_nothing_is_offered() {
+        let port = free_port();
+        let mut server = python_server(std::path::Path::new(PYTHON), port, None);
+        let (watcher, mut offers) = PortWatcher::start(
+            Arc::new(Vec::new),
+            listen_table::system(),
+            SCAN_INTERVAL,
+            DEBOUNCE,
+        );
+        // Several debounce periods after the server is up.
+        let offer = tokio::time::timeout(Duration::from_secs(3), offers.recv()).await;
+        assert!(offer.is_err(), "{offer:?}");
         drop(watcher);
+        server.kill().unwrap();
+        server.wait().unwrap();
     }
 }

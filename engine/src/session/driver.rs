@@ -232,7 +232,6 @@ impl ChannelSession {
         let (port_watcher, offers) = if context.options.watch_ports {
             let state = context.state.clone();
             let (watcher, offers) = PortWatcher::start(
-                std::process::id(),
                 Arc::new(move || {
                     let pid = state.lock().ok().and_then(|state| state.app_server_pid);
                     pid.into_iter().collect()

@@ -13,6 +13,7 @@ mod rogue_servers;
 mod support;
 
 mod codex_port;
+mod folders;
 
 use std::time::Duration;
 
