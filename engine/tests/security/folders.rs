@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use linzumi_engine::runner::Runner;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::dev_server::{self, DevServer, free_port};
 use crate::support::{CHANNEL, Harness, WAIT, WORKSPACE, mock};
@@ -65,7 +65,7 @@ async fn a_folders_thread_is_asked_only_about_its_own_dev_servers() {
             |rows| {
                 rows.iter().any(|row| {
                     row.payload["structured"]["kind"] == PROMPT
-                        && row.payload["structured"]["port"] == Value::from(port)
+                        && row.payload["structured"]["port"] == port
                 })
             },
             WAIT,
