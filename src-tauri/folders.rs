@@ -88,7 +88,7 @@ pub async fn start(
         reasoning_effort: settings.reasoning_effort.clone(),
         fast: settings.fast,
         approval_policy: settings.approval_policy.clone(),
-        ..RuntimeOptions::default()
+        sandbox: settings.sandbox.clone(),
     };
     let roots: Vec<String> = if settings.allowed_roots.is_empty() {
         vec![cwd.display().to_string()]

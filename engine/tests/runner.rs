@@ -157,7 +157,7 @@ async fn interrupt_and_read_thread() {
 #[tokio::test]
 async fn an_approval_request_is_answered_from_kandan() {
     let harness = Harness::new("approval").await;
-    let mut runner = harness.start_runner().await;
+    let mut runner = harness.start_full_access_runner().await;
     let thread_id = harness
         .start_thread(json!({"approvalPolicy": "untrusted", "sandbox": "danger-full-access"}))
         .await;

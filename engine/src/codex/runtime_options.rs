@@ -4,6 +4,11 @@
 //! Two differences from the seed follow the app-server's schema: thread-level effort is
 //! sent as the config key `model_reasoning_effort` (`thread/start` has no effort field),
 //! and sandbox policies carry only the fields the schema defines.
+//!
+//! The owner's sandbox and approval policy are ceilings ([`RuntimeOptions::within`]):
+//! Kandan may ask for them or stricter ones, never looser. Where the owner set none, the
+//! ceiling is workspace-write and on-request; full access without approvals is the
+//! owner's choice alone. [designed]
 use std::path::Path;
 
 use serde_json::{Map, Value};
@@ -22,6 +27,13 @@ pub struct RuntimeOptions {
 pub const SANDBOX_MODES: &[&str] = &["danger-full-access", "read-only", "workspace-write"];
 pub const APPROVAL_POLICIES: &[&str] = &["untrusted", "on-request", "never"];
 
+/// Sandbox modes and approval policies from the strictest to the loosest.
+const SANDBOX_LOOSENESS: &[&str] = &["read-only", "workspace-write", "danger-full-access"];
+const APPROVAL_LOOSENESS: &[&str] = &["untrusted", "on-request", "never"];
+/// The ceilings where the owner set none.
+pub const DEFAULT_SANDBOX_CEILING: &str = "workspace-write";
+pub const DEFAULT_APPROVAL_CEILING: &str = "on-request";
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuntimeOptionError {
     #[error(
@@ -30,6 +42,14 @@ pub enum RuntimeOptionError {
     Sandbox(String),
     #[error("unsupported Codex approval policy: {0} (use untrusted, on-request or never)")]
     ApprovalPolicy(String),
+    #[error(
+        "Kandan asked for {setting} {asked}, but this computer allows at most {allowed} (its owner sets the limit)"
+    )]
+    AboveCeiling {
+        setting: &'static str,
+        asked: String,
+        allowed: String,
+    },
 }
 
 impl RuntimeOptions {
@@ -44,6 +64,45 @@ impl RuntimeOptions {
             && !APPROVAL_POLICIES.contains(&policy.as_str())
         {
             return Err(RuntimeOptionError::ApprovalPolicy(policy.clone()));
+        }
+        Ok(())
+    }
+
+    /// Whether these options (what Kandan asked for, with the owner's where it asked for
+    /// nothing) stay within the `owner`'s sandbox and approval policy.
+    pub fn within(&self, owner: &RuntimeOptions) -> Result<(), RuntimeOptionError> {
+        self.validate()?;
+        owner.validate()?;
+        let checks = [
+            (
+                "sandbox",
+                &self.sandbox,
+                &owner.sandbox,
+                DEFAULT_SANDBOX_CEILING,
+                SANDBOX_LOOSENESS,
+            ),
+            (
+                "approval policy",
+                &self.approval_policy,
+                &owner.approval_policy,
+                DEFAULT_APPROVAL_CEILING,
+                APPROVAL_LOOSENESS,
+            ),
+        ];
+        for (setting, asked, ceiling, default, order) in checks {
+            let Some(asked) = asked else {
+                // Codex's own default, from the owner's Codex configuration.
+                continue;
+            };
+            let allowed = ceiling.as_deref().unwrap_or(default);
+            let rank = |value: &str| order.iter().position(|known| *known == value);
+            if rank(asked) > rank(allowed) {
+                return Err(RuntimeOptionError::AboveCeiling {
+                    setting,
+                    asked: asked.clone(),
+                    allowed: allowed.to_owned(),
+                });
+            }
         }
         Ok(())
     }
@@ -171,6 +230,49 @@ mod tests {
             )
             .unwrap(),
             json!({"threadId": "t", "input": [], "cwd": "/w"})
+        );
+    }
+
+    #[test]
+    fn kandan_may_ask_for_the_owners_settings_or_stricter_ones() {
+        let with = |sandbox: Option<&str>, policy: Option<&str>| RuntimeOptions {
+            sandbox: sandbox.map(str::to_owned),
+            approval_policy: policy.map(str::to_owned),
+            ..RuntimeOptions::default()
+        };
+        let owner = with(Some("workspace-write"), Some("on-request"));
+        for allowed in [
+            with(None, None),
+            with(Some("workspace-write"), Some("on-request")),
+            with(Some("read-only"), Some("untrusted")),
+        ] {
+            assert_eq!(allowed.within(&owner), Ok(()), "{allowed:?}");
+        }
+        assert_eq!(
+            with(Some("danger-full-access"), None)
+                .within(&owner)
+                .unwrap_err()
+                .to_string(),
+            "Kandan asked for sandbox danger-full-access, but this computer allows at most workspace-write (its owner sets the limit)"
+        );
+        assert!(with(None, Some("never")).within(&owner).is_err());
+        // Without owner settings the defaults are the ceilings.
+        let unset = RuntimeOptions::default();
+        assert!(
+            with(Some("danger-full-access"), None)
+                .within(&unset)
+                .is_err()
+        );
+        assert!(with(None, Some("never")).within(&unset).is_err());
+        assert_eq!(
+            with(Some("workspace-write"), Some("on-request")).within(&unset),
+            Ok(())
+        );
+        // An owner who allows everything allows everything.
+        let open = with(Some("danger-full-access"), Some("never"));
+        assert_eq!(
+            with(Some("danger-full-access"), Some("never")).within(&open),
+            Ok(())
         );
     }
 

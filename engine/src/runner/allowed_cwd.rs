@@ -94,6 +94,38 @@ pub fn roots_from_kandan(values: &[String]) -> Vec<AllowedRoot> {
         .collect()
 }
 
+/// Kandan may narrow the folders the owner shares, never widen them: of the roots Kandan
+/// sent, the ones inside a `shared` root are kept; the others come back as sent, to be
+/// refused. [designed]
+pub fn within_share(
+    roots: Vec<AllowedRoot>,
+    shared: &[AllowedRoot],
+) -> (Vec<AllowedRoot>, Vec<String>) {
+    let (kept, refused): (Vec<_>, Vec<_>) = roots.into_iter().partition(|root| {
+        shared
+            .iter()
+            .any(|share| root.canonical.starts_with(&share.canonical))
+    });
+    (
+        kept,
+        refused.into_iter().map(|root| root.configured).collect(),
+    )
+}
+
+/// What the owner shares: the configured roots, or else the shared folder itself.
+pub fn shared_roots(configured: &[AllowedRoot], cwd: &Path) -> Vec<AllowedRoot> {
+    if !configured.is_empty() {
+        return configured.to_vec();
+    }
+    std::fs::canonicalize(cwd)
+        .map(|canonical| AllowedRoot {
+            configured: cwd.display().to_string(),
+            canonical,
+        })
+        .into_iter()
+        .collect()
+}
+
 /// Resolves a requested cwd (`None`: the first root) against the allowed roots.
 pub fn resolve(requested: Option<&str>, roots: &[AllowedRoot]) -> Result<ResolvedCwd, CwdRefused> {
     let first = roots.first().ok_or(CwdRefused::NoRoots)?;

@@ -39,6 +39,8 @@ pub enum ControlOutcome {
     },
     /// Allowed roots changed: push a heartbeat with the new capabilities.
     Heartbeat,
+    /// Allowed roots changed, but not all as asked: push a heartbeat, then this event.
+    HeartbeatAndReply { event: &'static str, payload: Value },
     /// End the app-server and its children now (the supervisor starts a fresh one),
     /// then push this reply.
     KillInstance { reply: Value },
@@ -88,8 +90,12 @@ impl ControlEnv {
     fn error(&self, control: &str, message: String) -> ControlOutcome {
         ControlOutcome::Reply {
             event: CODEX_ERROR,
-            payload: json!({"instanceId": self.instance_id, "controlType": control, "message": message}),
+            payload: self.error_payload(control, message),
         }
+    }
+
+    fn error_payload(&self, control: &str, message: String) -> Value {
+        json!({"instanceId": self.instance_id, "controlType": control, "message": message})
     }
 
     fn allowed_ports(&self) -> std::collections::BTreeSet<u16> {
@@ -140,10 +146,28 @@ pub async fn handle(env: ControlEnv, control: KandanControl) -> ControlOutcome {
         }
         KandanControl::UpdateRunnerConfig(control) => {
             let roots = allowed_cwd::roots_from_kandan(&control.allowed_cwds);
-            if let Ok(mut state) = env.state.lock() {
-                state.allowed_roots = roots;
+            let Ok(mut state) = env.state.lock() else {
+                return ControlOutcome::Done;
+            };
+            let (kept, refused) = allowed_cwd::within_share(roots, &state.shared_roots);
+            state.allowed_roots = kept;
+            if refused.is_empty() {
+                return ControlOutcome::Heartbeat;
             }
-            return ControlOutcome::Heartbeat;
+            let shared: Vec<String> = state
+                .shared_roots
+                .iter()
+                .map(|root| root.configured.clone())
+                .collect();
+            let message = format!(
+                "allowed cwd roots outside the folders this computer shares were refused: {} (shared: {})",
+                refused.join(", "),
+                shared.join(", ")
+            );
+            return ControlOutcome::HeartbeatAndReply {
+                event: CODEX_ERROR,
+                payload: env.error_payload(kind, message),
+            };
         }
         KandanControl::InterruptQueuedMessages(_)
         | KandanControl::UpdateSessionSettings(_)
@@ -208,6 +232,9 @@ async fn start_instance(env: &ControlEnv, control: StartInstance) -> ControlOutc
             .or(env.runtime.approval_policy.clone()),
         sandbox: control.sandbox.or(env.runtime.sandbox.clone()),
     };
+    if let Err(error) = options.within(&env.runtime) {
+        return env.response(kind, json!({"ok": false, "error": error.to_string()}));
+    }
     let params = match options.thread_overrides() {
         Ok(overrides) => ThreadStartParams {
             cwd: Some(resolved.cwd.display().to_string()),
@@ -371,6 +398,7 @@ mod tests {
             state: Arc::new(Mutex::new(RunnerState {
                 cwd: "/".into(),
                 allowed_roots: vec![],
+                shared_roots: vec![],
                 forward_ports: BTreeSet::new(),
                 managed_ports: BTreeSet::new(),
                 tool_status: None,
@@ -452,6 +480,8 @@ mod tests {
     #[tokio::test]
     async fn update_runner_config_replaces_roots_and_asks_for_a_heartbeat() {
         let env = env();
+        env.state.lock().unwrap().shared_roots =
+            allowed_cwd::configured_roots(&["/".to_owned()]).unwrap();
         let outcome = handle(
             env.clone(),
             control(json!({"type": "update_runner_config", "allowedCwds": ["/", "/nope/nothing"]})),
@@ -461,6 +491,34 @@ mod tests {
         assert_eq!(
             env.state.lock().unwrap().allowed_cwds(),
             vec!["/".to_string()]
+        );
+    }
+
+    #[tokio::test]
+    async fn update_runner_config_refuses_roots_outside_the_share() {
+        let env = env();
+        let shared = std::env::temp_dir();
+        env.state.lock().unwrap().shared_roots =
+            allowed_cwd::configured_roots(&[shared.display().to_string()]).unwrap();
+        let outcome = handle(
+            env.clone(),
+            control(json!({"type": "update_runner_config", "allowedCwds": ["/", shared]})),
+        )
+        .await;
+        let ControlOutcome::HeartbeatAndReply { event, payload } = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(event, CODEX_ERROR);
+        assert!(
+            payload["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("allowed cwd roots outside the folders this computer shares were refused: / (shared: "),
+            "{payload}"
+        );
+        assert_eq!(
+            env.state.lock().unwrap().allowed_cwds(),
+            vec![shared.display().to_string()]
         );
     }
 }

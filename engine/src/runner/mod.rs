@@ -316,6 +316,7 @@ impl Runner {
         let state = Arc::new(Mutex::new(RunnerState {
             cwd: options.cwd.clone(),
             allowed_roots: options.allowed_roots.clone(),
+            shared_roots: allowed_cwd::shared_roots(&options.allowed_roots, &options.cwd),
             forward_ports: options
                 .forward_ports
                 .iter()
@@ -729,6 +730,10 @@ impl Loop {
                 permit,
             } => self.outbox.send_holding(event, payload, permit),
             ControlOutcome::Heartbeat => self.push_heartbeat(),
+            ControlOutcome::HeartbeatAndReply { event, payload } => {
+                self.push_heartbeat();
+                self.outbox.send(event, payload);
+            }
             ControlOutcome::KillInstance { reply } => {
                 self.supervisor.restart();
                 self.outbox.send(controls::CODEX_RESPONSE, reply);

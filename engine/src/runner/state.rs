@@ -12,7 +12,12 @@ use crate::editor::state::RunningEditor;
 #[derive(Debug, Clone)]
 pub struct RunnerState {
     pub cwd: PathBuf,
+    /// Where Kandan may start sessions now: the owner's roots, or what Kandan narrowed
+    /// them to.
     pub allowed_roots: Vec<AllowedRoot>,
+    /// What the owner shares (`--allowed-cwd`, else the folder): Kandan's roots must lie
+    /// inside.
+    pub shared_roots: Vec<AllowedRoot>,
     /// Ports Kandan may forward to: `--forward-port`, approved dev servers, the editor.
     pub forward_ports: BTreeSet<u16>,
     /// Ports the runner itself opened (the editor): forwarded without a prompt and never
@@ -117,6 +122,7 @@ mod tests {
                 configured: "/w".into(),
                 canonical: "/w".into(),
             }],
+            shared_roots: vec![],
             forward_ports: [5173, 3000].into_iter().collect(),
             managed_ports: BTreeSet::new(),
             tool_status: Some(json!({"codex": {"status": "ready"}})),
@@ -147,6 +153,7 @@ mod tests {
                 configured: "/w".into(),
                 canonical: "/w".into(),
             }],
+            shared_roots: vec![],
             forward_ports: [8080].into_iter().collect(),
             managed_ports: [8080].into_iter().collect(),
             tool_status: Some(json!({"codex": {"state": "ready"}})),
@@ -180,6 +187,7 @@ mod tests {
         let state = RunnerState {
             cwd: "/w".into(),
             allowed_roots: vec![],
+            shared_roots: vec![],
             forward_ports: BTreeSet::new(),
             managed_ports: BTreeSet::new(),
             tool_status: None,

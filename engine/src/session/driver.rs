@@ -1048,16 +1048,18 @@ impl Driver {
                 if let Some(effort) = control.reasoning_effort {
                     runtime.reasoning_effort = effort;
                 }
+                // Cleared settings go back to the owner's, not to Codex's defaults.
+                let owner = &self.context.runtime;
                 if let Some(policy) = control.approval_policy {
-                    runtime.approval_policy = policy;
+                    runtime.approval_policy = policy.or_else(|| owner.approval_policy.clone());
                 }
                 if let Some(sandbox) = control.sandbox {
-                    runtime.sandbox = sandbox;
+                    runtime.sandbox = sandbox.or_else(|| owner.sandbox.clone());
                 }
                 if let Some(fast) = control.fast {
                     runtime.fast = fast;
                 }
-                match runtime.validate() {
+                match runtime.within(owner) {
                     Ok(()) => {
                         self.runtime = runtime;
                         reply(kind, json!({"ok": true}))

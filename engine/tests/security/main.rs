@@ -12,6 +12,7 @@ mod rogue_servers;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod ceilings;
 mod codex_port;
 mod folders;
 
@@ -355,7 +356,7 @@ fn tempfile_dir(name: &str) -> std::path::PathBuf {
 #[tokio::test]
 async fn controls_for_another_instance_change_nothing() {
     let harness = Harness::new("stale-instance").await;
-    let mut runner = harness.start_runner().await;
+    let mut runner = harness.start_full_access_runner().await;
     let thread_id = harness
         .start_thread(json!({"approvalPolicy": "untrusted", "sandbox": "danger-full-access"}))
         .await;

@@ -141,6 +141,14 @@ impl Harness {
         Runner::start(self.options()).await.unwrap()
     }
 
+    /// A runner whose owner lets Codex run anything, so Kandan's controls may ask for
+    /// full access (the owner's settings are the ceiling of what Kandan may ask).
+    pub async fn start_full_access_runner(&self) -> Runner {
+        let mut options = self.options();
+        options.runtime.sandbox = Some("danger-full-access".into());
+        Runner::start(options).await.unwrap()
+    }
+
     /// The URL of `path` on the preview origin of `port` (Kandan's preview proxy).
     pub fn preview_url(&self, port: u16, path: &str) -> String {
         format!(

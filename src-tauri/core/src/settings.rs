@@ -45,8 +45,12 @@ pub struct Settings {
     pub reasoning_effort: Option<String>,
     pub fast: bool,
     /// When Codex asks before acting (`untrusted`, `on-request`, `never`); `None` is
-    /// Codex's own default. The answers come as notifications and in the thread.
+    /// Codex's own default. The answers come as notifications and in the thread. Kandan
+    /// may ask for a stricter policy, never a looser one.
     pub approval_policy: Option<String>,
+    /// What Codex's commands may change (`read-only`, `workspace-write`,
+    /// `danger-full-access`); `None` is Codex's own default. A ceiling, like the policy.
+    pub sandbox: Option<String>,
     /// The Kandan user whose messages Codex acts on; `None` means the signed-in user.
     pub listen_user: Option<String>,
     /// Extra folders Codex may work in besides the shared folder (absolute paths).
@@ -67,6 +71,7 @@ impl Default for Settings {
             reasoning_effort: None,
             fast: false,
             approval_policy: None,
+            sandbox: None,
             listen_user: None,
             allowed_roots: Vec::new(),
             forward_ports: Vec::new(),
@@ -160,6 +165,16 @@ impl Settings {
                 "approvalPolicy",
                 format!(
                     "\"{policy}\" is not an approval policy: use untrusted, on-request or never."
+                ),
+            );
+        }
+        if let Some(sandbox) = &self.sandbox
+            && !linzumi_engine::codex::runtime_options::SANDBOX_MODES.contains(&sandbox.as_str())
+        {
+            problem(
+                "sandbox",
+                format!(
+                    "\"{sandbox}\" is not a sandbox mode: use read-only, workspace-write or danger-full-access."
                 ),
             );
         }
@@ -620,6 +635,7 @@ mod tests {
             codex_bin: " ".into(),
             model: Some(String::new()),
             approval_policy: Some("sometimes".into()),
+            sandbox: Some("yolo".into()),
             allowed_roots: vec!["/ok".into(), "relative/dir".into()],
             forward_ports: vec![3000, 0],
             stream_flush_ms: 5,
@@ -635,6 +651,7 @@ mod tests {
                 "model",
                 "allowedRoots",
                 "approvalPolicy",
+                "sandbox",
                 "forwardPorts",
                 "streamFlushMs"
             ]
@@ -653,8 +670,12 @@ mod tests {
                 .message
                 .contains("\"relative/dir\" must be a full path")
         );
+        assert_eq!(
+            problems[5].message,
+            "\"yolo\" is not a sandbox mode: use read-only, workspace-write or danger-full-access."
+        );
         assert!(
-            problems[6]
+            problems[7]
                 .message
                 .contains("from 10 to 10000 milliseconds (it is 5)")
         );

@@ -356,6 +356,7 @@ mod tests {
                 "reasoningEffort": null,
                 "fast": false,
                 "approvalPolicy": null,
+                "sandbox": null,
                 "listenUser": null,
                 "allowedRoots": [],
                 "forwardPorts": [],
