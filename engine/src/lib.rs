@@ -7,6 +7,7 @@ pub mod dependencies;
 pub mod editor;
 pub mod forwarding;
 pub mod http;
+pub mod json;
 pub mod kandan_url;
 pub mod phoenix;
 pub mod ports;

@@ -50,8 +50,8 @@ pub enum MessageError {
 
 impl Incoming {
     pub fn parse(text: &str) -> Result<Incoming, MessageError> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|error| MessageError::NotJson(error.to_string()))?;
+        let value = crate::json::from_str(text)
+            .map_err(|error| MessageError::NotJson(error.to_string()))?;
         let Value::Object(mut object) = value else {
             return Err(MessageError::Shape(preview(text)));
         };

@@ -59,8 +59,8 @@ impl Frame {
                 limit,
             });
         }
-        let value: Value =
-            serde_json::from_str(text).map_err(|error| FrameError::NotJson(error.to_string()))?;
+        let value =
+            crate::json::from_str(text).map_err(|error| FrameError::NotJson(error.to_string()))?;
         let Value::Array(mut items) = value else {
             return Err(FrameError::Shape("expected a JSON array"));
         };
@@ -177,6 +177,16 @@ mod tests {
                 payload: json!({}),
             }
         );
+    }
+
+    /// The fuzzer's crash (fuzz/corpus/phoenix_frame/raw_value_marker): serde_json's
+    /// private raw-value key in a payload, which re-encoding puts first.
+    #[test]
+    fn serde_jsons_reserved_key_survives_a_round_trip() {
+        let text = include_str!("../../../fuzz/corpus/phoenix_frame/raw_value_marker");
+        let frame = Frame::decode(text, LIMIT).unwrap();
+        let encoded = encode(None, None, &frame.topic, &frame.event, &frame.payload);
+        assert_eq!(Frame::decode(&encoded, LIMIT).unwrap(), frame);
     }
 
     #[test]

@@ -268,10 +268,12 @@ impl KandanControl {
         if !CONTROL_TYPES.contains(&control_type) {
             return Err(ControlError::UnknownType(control_type.to_owned()));
         }
-        KandanControl::deserialize(payload).map_err(|error| ControlError::Malformed {
+        let malformed = |reason: String| ControlError::Malformed {
             control_type: control_type.to_owned(),
-            reason: error.to_string(),
-        })
+            reason,
+        };
+        crate::json::reject_reserved_key(payload).map_err(|error| malformed(error.to_string()))?;
+        KandanControl::deserialize(payload).map_err(|error| malformed(error.to_string()))
     }
 
     /// The wire name of this control's type.

@@ -644,9 +644,19 @@ impl Loop {
     fn on_kandan_message(&mut self, message: ChannelMessage) {
         if message.event == CHAT_MESSAGE_EVENT {
             if let Some(session) = &self.session {
-                match serde_json::from_value::<ChatEvent>(message.payload) {
+                let event = crate::json::reject_reserved_key(&message.payload)
+                    .map_err(|error| error.to_string())
+                    .and_then(|()| {
+                        serde_json::from_value::<ChatEvent>(message.payload)
+                            .map_err(|error| error.to_string())
+                    });
+                match event {
                     Ok(event) => session.send(SessionInput::Chat(event)),
-                    Err(error) => warn!(%error, "dropped a malformed session:message"),
+                    Err(error) => {
+                        warn!(%error, "dropped a malformed session:message");
+                        self.log
+                            .log("kandan.message_refused", json!({"message": error}));
+                    }
                 }
             }
             return;

@@ -15,6 +15,7 @@ mod support;
 mod ceilings;
 mod codex_port;
 mod folders;
+mod frames;
 
 use std::time::Duration;
 
