@@ -12,6 +12,8 @@ mod rogue_servers;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod event_log;
+
 use std::time::Duration;
 
 use base64::Engine;
