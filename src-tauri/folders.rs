@@ -10,8 +10,8 @@ use linzumi_engine::auth::{AccessToken, AuthScope, TokenKey, TokenStore, identit
 use linzumi_engine::codex::{AppServerSource, AppServerSpec, RuntimeOptions};
 use linzumi_engine::dependencies::{self, ToolState};
 use linzumi_engine::kandan_url::KandanUrl;
-use linzumi_engine::runner::allowed_cwd;
 use linzumi_engine::runner::{EditorOptions, Runner, RunnerOptions};
+use linzumi_engine::runner::{allowed_cwd, event_log};
 use linzumi_engine::session::SessionOptions;
 
 /// Why a folder could not be shared, in words for the window.
@@ -83,6 +83,8 @@ pub async fn start(
         source,
     );
     options.tool_status = Some(dependencies::tool_status_payload(&codex));
+    // One log per folder, in the user's state folder (never the shared folder).
+    options.log_file = event_log::default_path(&folder.runner_id);
     options.runtime = RuntimeOptions {
         model: settings.model.clone(),
         reasoning_effort: settings.reasoning_effort.clone(),

@@ -94,7 +94,7 @@ pub struct RunnerFlags {
     /// Mark this runner as low-latency/fast in Kandan
     #[arg(long)]
     pub fast: bool,
-    /// JSONL event log path, default <cwd>/.kandan-local-codex-runner.log
+    /// JSONL event log path (a symbolic link is refused), default <runner id>.jsonl in the per-user log folder (Linux: $XDG_STATE_HOME/linzumi/logs)
     #[arg(long, value_name = "path")]
     pub log_file: Option<String>,
     /// Comma-separated local TCP ports Kandan may expose as authenticated previews

@@ -278,10 +278,11 @@ async fn run(
             .as_deref()
             .map(settings::executable_path),
     ));
-    options.log_file = Some(match &flags.log_file {
-        Some(path) => settings::user_path(path),
-        None => cwd.join(event_log::DEFAULT_FILE_NAME),
-    });
+    // Never in the shared folder by default: Codex may write there (and plant a link).
+    options.log_file = match &flags.log_file {
+        Some(path) => Some(settings::user_path(path)),
+        None => event_log::default_path(&options.runner_id),
+    };
     let mut shutdown = session::Shutdown::install();
     let runner = tokio::select! {
         runner = Runner::start(options) => runner.map_err(failed)?,

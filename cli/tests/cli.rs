@@ -273,6 +273,8 @@ async fn auth_signs_in_through_the_browser_and_caches_the_token() {
 /// A `linzumi` child with the codex of the mock model in its environment.
 struct Running {
     child: std::process::Child,
+    /// `$XDG_STATE_HOME` of the run, where its event log goes by default.
+    state: Scratch,
     _home: CodexHome,
     _model: MockModelApi,
 }
@@ -288,12 +290,14 @@ impl Running {
             },
         )
         .unwrap();
+        let state = Scratch::new("state");
         let mut command = linzumi();
         command
             .args(&args)
             .arg("--codex-bin")
             .arg(mock_model_api::codex_bin().unwrap())
             .envs(home.env())
+            .env("XDG_STATE_HOME", &state.0)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if let Some(browser) = browser {
@@ -301,9 +305,31 @@ impl Running {
         }
         Running {
             child: command.spawn().unwrap(),
+            state,
             _home: home,
             _model: model,
         }
+    }
+
+    /// Where the run logs by default: `$XDG_STATE_HOME/linzumi/logs/<runner id>.jsonl`.
+    fn default_log(&self, runner_id: &str) -> PathBuf {
+        self.state.path(&format!("linzumi/logs/{runner_id}.jsonl"))
+    }
+
+    /// Waits for a run that ends by itself; its exit status and stderr.
+    fn finish(mut self) -> (std::process::ExitStatus, String) {
+        let deadline = std::time::Instant::now() + WAIT;
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "linzumi did not end by itself"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let output = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap())
+            .wait_with_output()
+            .unwrap();
+        (output.status, stderr(&output))
     }
 
     /// SIGTERM, then the exit status and stderr.
@@ -329,6 +355,14 @@ async fn connect_runs_codex_for_kandan_until_sigterm() {
         .unwrap();
     let project = Scratch::new("connect");
     let token = server.issue_token("tester", None);
+    // Where the log used to go by default, a link a command Codex ran could have left.
+    let profile = Scratch::new("connect-home");
+    std::fs::write(profile.path(".bashrc"), "# profile\n").unwrap();
+    std::os::unix::fs::symlink(
+        profile.path(".bashrc"),
+        project.path(".kandan-local-codex-runner.log"),
+    )
+    .unwrap();
     let running = Running::spawn(
         vec![
             "connect".into(),
@@ -370,15 +404,28 @@ async fn connect_runs_codex_for_kandan_until_sigterm() {
     );
     let codex_processes = process_tree::tree(running.child.id());
     assert!(codex_processes.len() >= 3, "{codex_processes:?}");
-    // The event log is written, and the token is not in it.
-    let log = project.path(".kandan-local-codex-runner.log");
+    // The event log is written in the state folder, not in the shared folder (the link
+    // there is left alone), privately, and the token is not in it.
+    let log = running.default_log("cli-runner");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("kandan.joined"));
     assert!(!text.contains(&token));
+    assert_eq!(
+        std::fs::read_to_string(profile.path(".bashrc")).unwrap(),
+        "# profile\n"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&log), 0o600);
+    assert_eq!(mode(log.parent().unwrap()), 0o700);
 
     let (status, stderr) = running.terminate();
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("Stopping: SIGTERM."), "{stderr}");
+    assert!(
+        stderr.contains(&format!("Event log: {}", log.display())),
+        "{stderr}"
+    );
     for pid in codex_processes {
         assert!(!process_tree::alive(pid), "process {pid} outlived linzumi");
     }
@@ -426,5 +473,54 @@ async fn start_signs_in_finds_its_workspace_and_shares_the_folder() {
     assert!(
         stderr.contains("Sharing") && stderr.contains("with Kandan workspace personal-tester"),
         "{stderr}"
+    );
+}
+
+/// `--log-file` naming a symbolic link (to the user's profile, say) is refused before
+/// anything starts, with a message that says why; the link's target is unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_file_that_is_a_symbolic_link_is_refused() {
+    let server = KandanTestServer::start(ServerConfig::default())
+        .await
+        .unwrap();
+    let project = Scratch::new("log-link");
+    let profile = project.path("bashrc");
+    std::fs::write(&profile, "# profile\n").unwrap();
+    let link = project.path("runner.log");
+    std::os::unix::fs::symlink(&profile, &link).unwrap();
+    let running = Running::spawn(
+        vec![
+            "connect".into(),
+            "--kandan-url".into(),
+            server.ws_url(),
+            "--token".into(),
+            server.issue_token("tester", None),
+            "--runner-id".into(),
+            "link-runner".into(),
+            "--cwd".into(),
+            project.0.display().to_string(),
+            "--log-file".into(),
+            link.display().to_string(),
+        ],
+        None,
+        &project.0,
+    )
+    .await;
+    let (status, stderr) = running.finish();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "linzumi: refusing to write the event log to {}: it is a symbolic link",
+            link.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&profile).unwrap(), "# profile\n");
+    assert!(
+        !server
+            .joins()
+            .iter()
+            .any(|join| join.topic == "local_runner:link-runner"),
+        "the runner joined before refusing"
     );
 }

@@ -129,7 +129,7 @@ impl EditorOptions {
 }
 
 /// A runner id as one safe path component.
-fn sanitize(runner_id: &str) -> String {
+pub(crate) fn sanitize(runner_id: &str) -> String {
     runner_id
         .chars()
         .map(|c| {
@@ -186,6 +186,8 @@ pub enum RunnerError {
     Session(#[from] SessionError),
     #[error("the editor could not be set up: {0}")]
     Editor(String),
+    #[error(transparent)]
+    EventLog(#[from] event_log::EventLogError),
 }
 
 /// Who answered an approval request.
@@ -309,8 +311,9 @@ pub struct Runner {
 impl Runner {
     pub async fn start(mut options: RunnerOptions) -> Result<Runner, RunnerError> {
         crate::secrets::remember(&options.token);
+        // First: a log that is refused stops the start before anything runs.
         let log = Arc::new(match &options.log_file {
-            Some(path) => EventLog::open(path, vec![options.token.clone()]),
+            Some(path) => EventLog::open(path, vec![options.token.clone()])?,
             None => EventLog::disabled(),
         });
         let state = Arc::new(Mutex::new(RunnerState {

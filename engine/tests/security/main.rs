@@ -14,6 +14,7 @@ mod support;
 
 mod ceilings;
 mod codex_port;
+mod event_log;
 mod folders;
 mod frames;
 
