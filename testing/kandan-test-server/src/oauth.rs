@@ -1,6 +1,9 @@
 //! The runner's HTTP API (`/api/v2/local-codex-runner/...`): browser OAuth (authorize with
 //! optional consent page, code-for-token exchange), token validation and the onboarding start
 //! target — the endpoints and shapes the runner's `oauth.ts` relies on.
+//!
+//! With an admin key ([`crate::ServerConfig::admin_key`]) nothing is auto-approved: the
+//! consent page asks for the key, so that only whoever started the server can sign in.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,6 +22,7 @@ use url::Url;
 use crate::TestUser;
 use crate::bearer::Bearer;
 use crate::consent_page;
+use crate::guard;
 use crate::server::ServerCore;
 use crate::sync::lock;
 use crate::tokens::{TOKEN_TTL, TokenScope};
@@ -51,6 +55,8 @@ struct ApproveForm {
     request: AuthorizeRequest,
     /// Slug of the user the operator picked on the consent page.
     user: String,
+    /// The admin key typed into the consent page (servers with a key).
+    key: Option<String>,
 }
 
 /// Issued authorization codes awaiting exchange.
@@ -95,13 +101,14 @@ async fn authorize(
         Ok(redirect) => redirect,
         Err(problem) => return bad_request(problem),
     };
-    if !core.auto_approve_oauth {
-        return Html(consent_page::render(
+    if !core.auto_approve_oauth || core.admin_key.is_some() {
+        let page = consent_page::render(
             AUTHORIZE_PATH,
             &request,
             &core.users.all(),
-        ))
-        .into_response();
+            core.admin_key.is_some(),
+        );
+        return Html(page).into_response();
     }
     let Some(user) = core.users.first() else {
         return bad_request("no test users are configured, so nobody can authorize".into());
@@ -115,6 +122,10 @@ async fn approve(State(core): State<Arc<ServerCore>>, Form(form): Form<ApproveFo
         Ok(redirect) => redirect,
         Err(problem) => return bad_request(problem),
     };
+    if !guard::key_accepted(&core, form.key.as_deref()) {
+        let problem = "wrong or missing server key: it is printed where the server was started";
+        return (StatusCode::FORBIDDEN, format!("{problem}\n")).into_response();
+    }
     let Some(user) = core.users.find(&form.user) else {
         return bad_request(format!("unknown user {:?}", form.user));
     };
