@@ -831,7 +831,11 @@ async fn unexpected_answers_are_errors_with_their_status() {
         200,
         r#"{"token_type":"Bearer"}"#,
     );
-    let code = auth::AuthorizationCode::new("c", "http://127.0.0.1:1/callback");
+    let code = auth::AuthorizationCode::new(
+        "c",
+        "http://127.0.0.1:1/callback",
+        auth::CodeVerifier::generate(),
+    );
     let error = auth::exchange_code(&http, &fake.url, &code)
         .await
         .unwrap_err();
