@@ -27,6 +27,11 @@ pub(crate) fn render(
         ("workspace", request.workspace.as_ref()),
         ("channel", request.channel.as_ref()),
         ("onboarding", request.onboarding.as_ref()),
+        ("code_challenge", request.code_challenge.as_ref()),
+        (
+            "code_challenge_method",
+            request.code_challenge_method.as_ref(),
+        ),
     ];
     for (name, value) in fields {
         if let Some(value) = value {
@@ -81,6 +86,8 @@ mod tests {
             workspace: None,
             channel: None,
             onboarding: None,
+            code_challenge: Some("c".repeat(43)),
+            code_challenge_method: Some("S256".into()),
         };
         let users = [TestUser {
             id: 1,
@@ -88,6 +95,7 @@ mod tests {
         }];
         let page = render("/authorize", &request, &users, false);
         assert!(page.contains(r#"value="&quot;&gt;&lt;script&gt;x&lt;/script&gt;""#));
+        assert!(page.contains(r#"name="code_challenge_method" value="S256""#));
         assert!(!page.contains(r#"name="key""#));
         let keyed = render("/authorize", &request, &users, true);
         assert!(keyed.contains(r#"type="password" name="key""#));
