@@ -72,8 +72,9 @@ pub(crate) async fn host(
     }
 }
 
-/// Every authority the request names (its `Host` headers and an absolute-form target) must
-/// be one of ours; a request that names none is refused too.
+/// Every `Host` header (or, without one, the target's authority) must name us; a request
+/// that names no host is refused too. Browsers, the clients rebinding fools, always send
+/// `Host` and never an absolute-form target; the preview router reads the same header.
 fn check_hosts(core: &ServerCore, request: &Request) -> Result<(), String> {
     let mut named = Vec::new();
     for value in request.headers().get_all(header::HOST) {
@@ -84,7 +85,7 @@ fn check_hosts(core: &ServerCore, request: &Request) -> Result<(), String> {
                 .to_owned(),
         );
     }
-    if let Some(authority) = request.uri().authority() {
+    if let (true, Some(authority)) = (named.is_empty(), request.uri().authority()) {
         named.push(authority.to_string());
     }
     if named.is_empty() {
