@@ -12,7 +12,7 @@ use linzumi_engine::runner::{EditorOptions, Runner, RunnerOptions};
 use linzumi_engine::session::SessionOptions;
 use serde_json::Value;
 
-use kandan_test_server::{DemoConfig, KandanTestServer, ServerConfig, TestUser};
+use kandan_test_server::{AdminKey, DemoConfig, KandanTestServer, ServerConfig, TestUser};
 use mock_model_api::{CodexHome, CodexHomeOptions, MockModelApi};
 
 use crate::args::{AuthArgs, ConnectArgs, DemoArgs, RunnerFlags, StartArgs};
@@ -98,7 +98,9 @@ pub async fn start(args: StartArgs) -> Result<ExitCode, CommandError> {
 }
 
 /// `linzumi demo`: the Kandan test server as a local stand-in, and a runner bound to its
-/// demo thread as the signed-in user.
+/// demo thread as the signed-in user. The stand-in has a fresh admin key, which only the
+/// printed (and opened) page URL carries: other local users and other web pages cannot drive
+/// the demo through its admin API.
 pub async fn demo(args: DemoArgs) -> Result<ExitCode, CommandError> {
     let cwd = settings::working_folder(args.folder.as_deref())?;
     let root = settings::allowed_roots(Some(&cwd.display().to_string()))?;
@@ -124,6 +126,7 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode, CommandError> {
             channel: channel.clone(),
             user_slug: user.clone(),
         }),
+        admin_key: Some(AdminKey::generate()),
         ..ServerConfig::default()
     })
     .await
@@ -134,7 +137,7 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode, CommandError> {
     })?;
     let token = server.issue_token(&user, Some((&workspace, &channel)));
     let kandan = parse_kandan_url(&server.ws_url())?;
-    let page = format!("{}/demo", server.http_url());
+    let page = server.demo_url();
     eprintln!("Linzumi demo: open {page}");
     if !args.no_open
         && let Err(error) = open::that_detached(&page)

@@ -58,6 +58,15 @@ fn the_demo_page_drives_codex_in_headless_chromium() {
         std::thread::sleep(Duration::from_millis(100));
     };
 
+    // The page needs the run's key, which only the printed URL carries.
+    let (bare, key) = page.split_once("?key=").expect("the URL carries the key");
+    assert!(key.len() >= 43, "{page}");
+    let refused = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", bare])
+        .output()
+        .expect("curl is installed by scripts/setup.sh");
+    assert_eq!(String::from_utf8_lossy(&refused.stdout), "401");
+
     let browser_tests = workspace().join("tests/browser");
     if !browser_tests.join("node_modules/playwright-core").exists() {
         let status = Command::new("npm")

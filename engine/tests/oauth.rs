@@ -326,6 +326,113 @@ async fn a_replayed_callback_and_a_reused_code_are_refused() {
     server.shutdown().await;
 }
 
+/// Whoever intercepts the code on its way back (another program on the loopback port, another
+/// app registered for `linzumi://`) has the code and the redirect URI, but not the verifier.
+async fn steal(
+    http: &reqwest::Client,
+    kandan: &KandanUrl,
+    code: &auth::AuthorizationCode,
+) -> Vec<String> {
+    let mut refusals = Vec::new();
+    let guessed = auth::AuthorizationCode::new(
+        code.expose(),
+        code.redirect_uri(),
+        auth::CodeVerifier::generate(),
+    );
+    let error = auth::exchange_code(http, kandan, &guessed)
+        .await
+        .unwrap_err();
+    refusals.push(error.to_string());
+    // And with no verifier at all, as a client without PKCE would send it.
+    let bare = http
+        .post(kandan.http_endpoint(auth::api::TOKEN_PATH))
+        .json(&serde_json::json!({"code": code.expose(), "redirect_uri": code.redirect_uri()}))
+        .send()
+        .await
+        .unwrap();
+    refusals.push(format!("{} {}", bare.status(), bare.text().await.unwrap()));
+    refusals
+}
+
+#[tokio::test]
+async fn a_stolen_loopback_code_is_refused_without_its_pkce_verifier() {
+    let server = server().await;
+    let kandan = kandan_of(&server);
+    let (browser, _visits) = Browser::new();
+    let mut callback = LoopbackCallbackServer::start("127.0.0.1").await.unwrap();
+    let authorize = callback
+        .pending()
+        .authorization_url(&kandan, &AuthScope::Unscoped);
+    assert_eq!(
+        query_value(&authorize, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    let challenge = query_value(&authorize, "code_challenge").unwrap();
+    assert_eq!(challenge, callback.pending().code_challenge());
+
+    browser.visit(authorize).await;
+    let code = tokio::time::timeout(WAIT, callback.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    // Only the challenge went through the browser; the verifier is the callback's own.
+    assert_eq!(code.verifier().challenge(), challenge);
+
+    let http = api_client(&kandan);
+    assert_eq!(
+        steal(&http, &kandan, &code).await,
+        [
+            "local runner OAuth token exchange failed (HTTP 400: invalid_grant)",
+            r#"400 Bad Request {"error":"invalid_grant"}"#,
+        ]
+    );
+    // The thief did not use the code up; its owner exchanges it, once.
+    let token = auth::exchange_code(&http, &kandan, &code).await.unwrap();
+    assert!(validate(&kandan, &token.access_token, &AuthScope::Unscoped).await);
+    let replayed = auth::exchange_code(&http, &kandan, &code)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        replayed.to_string(),
+        "local runner OAuth token exchange failed (HTTP 400: invalid_grant)"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_deep_link_flow_exchanges_its_code_with_its_verifier_and_a_stolen_one_is_refused() {
+    let server = server().await;
+    let kandan = kandan_of(&server);
+    let signin = auth::deep_link::DeepLinkSignIn::default();
+    let started = signin.begin(&kandan, AuthScope::Onboarding);
+    assert_eq!(
+        query_value(&started.url, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    // The browser is sent to linzumi://oauth/callback?code&state (not followed here).
+    let authorized = api_client(&kandan)
+        .get(started.url.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(authorized.status(), 302);
+    let link = Url::parse(authorized.headers()["location"].to_str().unwrap()).unwrap();
+    signin.deliver(&link).unwrap();
+    let code = started.code.await.unwrap().unwrap();
+    assert_eq!(
+        Some(code.verifier().challenge()),
+        query_value(&started.url, "code_challenge")
+    );
+
+    let http = api_client(&kandan);
+    for refusal in steal(&http, &kandan, &code).await {
+        assert!(refusal.contains("invalid_grant"), "{refusal}");
+    }
+    let token = auth::exchange_code(&http, &kandan, &code).await.unwrap();
+    assert!(validate(&kandan, &token.access_token, &AuthScope::Onboarding).await);
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn the_callback_server_answers_bad_requests_and_stops_when_dropped() {
     let (browser, _visits) = Browser::new();
@@ -831,7 +938,11 @@ async fn unexpected_answers_are_errors_with_their_status() {
         200,
         r#"{"token_type":"Bearer"}"#,
     );
-    let code = auth::AuthorizationCode::new("c", "http://127.0.0.1:1/callback");
+    let code = auth::AuthorizationCode::new(
+        "c",
+        "http://127.0.0.1:1/callback",
+        auth::CodeVerifier::generate(),
+    );
     let error = auth::exchange_code(&http, &fake.url, &code)
         .await
         .unwrap_err();

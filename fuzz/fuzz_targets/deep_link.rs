@@ -5,7 +5,8 @@
 //! links all come up.
 //!
 //! Properties: nothing panics; a link completes a sign-in only if it is the callback URL
-//! with the state in flight and a non-blank code, and the waiter gets exactly that code;
+//! with the state in flight and a non-blank code, and the waiter gets exactly that code
+//! with the PKCE verifier whose challenge the sign-in's URL carried;
 //! without a sign-in in flight nothing completes; a refused link leaves the sign-in in
 //! flight usable; a refusal never shows the link's query or fragment (they hold the code).
 #![no_main]
@@ -19,11 +20,12 @@ use url::Url;
 struct Flight {
     started: Started,
     state: String,
+    challenge: String,
 }
 
-fn state_of(url: &Url) -> Option<String> {
+fn param_of(url: &Url, name: &str) -> Option<String> {
     url.query_pairs()
-        .find(|(key, _)| key == "state")
+        .find(|(key, _)| key == name)
         .map(|(_, value)| value.into_owned())
 }
 
@@ -40,8 +42,18 @@ fuzz_target!(|data: &[u8]| {
     for line in text.lines().take(64) {
         if line == "B" {
             let started = signin.begin(&kandan, AuthScope::Onboarding);
-            let state = state_of(&started.url).expect("the authorize URL carries a state");
-            flight = Some(Flight { started, state });
+            let state = param_of(&started.url, "state").expect("the authorize URL carries a state");
+            let challenge =
+                param_of(&started.url, "code_challenge").expect("the authorize URL carries PKCE");
+            assert_eq!(
+                param_of(&started.url, "code_challenge_method").as_deref(),
+                Some("S256")
+            );
+            flight = Some(Flight {
+                started,
+                state,
+                challenge,
+            });
             continue;
         }
         let current = flight.as_ref().map_or("", |flight| flight.state.as_str());
@@ -72,6 +84,7 @@ fuzz_target!(|data: &[u8]| {
                     (Ok(()), Ok(code)) => {
                         assert!(!code.expose().trim().is_empty());
                         assert_eq!(Some(code.expose()), param("code").as_deref());
+                        assert_eq!(code.verifier().challenge(), ended.challenge);
                     }
                     (Err(sent), Err(heard)) => assert_eq!(sent, &heard),
                     (sent, heard) => panic!("returned {sent:?}, the waiter heard {heard:?}"),

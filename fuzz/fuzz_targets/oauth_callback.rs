@@ -7,8 +7,9 @@
 //! (The desktop's routing of those links, `auth::deep_link`, has a target of its own.)
 //!
 //! Properties: nothing panics; a callback is accepted only with the pending state and a
-//! non-blank code, exactly once, and a refused forgery does not use the authorization up;
-//! the socket URL carries one token and one vsn and never shows the token once redacted.
+//! non-blank code, exactly once, with the PKCE verifier whose challenge the authorization
+//! sends, and a refused forgery does not use the authorization up; the socket URL carries one
+//! token and one vsn and never shows the token once redacted.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -22,6 +23,8 @@ use linzumi_engine::kandan_url::{KandanUrl, redact};
 use url::Url;
 
 const STATE: &str = "Zm9vYmFyYmF6cXV4cXV1eA";
+/// RFC 7636 Appendix B's challenge.
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 /// Stands for a real token.
 const SECRET: &str = "SECRETtok3n";
 
@@ -75,6 +78,7 @@ fn check_outcome(
             assert_eq!(Some(code.expose()), params.code.as_deref());
             assert!(!code.expose().trim().is_empty());
             assert_eq!(code.redirect_uri(), pending.redirect_uri());
+            assert_eq!(code.verifier().challenge(), pending.code_challenge());
             assert!(pending.is_completed());
         }
         Err(CallbackError::Denied(reason)) => {
@@ -131,9 +135,16 @@ fn kandan_url(text: &str) {
     assert_eq!(tunnel.path(), "/api/v2/local-codex-runner/forward-tunnel");
     assert_eq!(count(&tunnel, "runner_id"), 1);
 
-    // The redirect URI and state reach Kandan exactly as given, whatever the base URL.
+    // The redirect URI, state and PKCE challenge reach Kandan exactly as given, whatever the
+    // base URL.
     let redirect = "http://127.0.0.1:5000/callback?x=1&y=2";
-    let url = authorization_url(&kandan, redirect, STATE, &AuthScope::channel("a&b", "c=d"));
+    let url = authorization_url(
+        &kandan,
+        redirect,
+        STATE,
+        CHALLENGE,
+        &AuthScope::channel("a&b", "c=d"),
+    );
     assert!(matches!(url.scheme(), "http" | "https"));
     let pairs: Vec<(String, String)> = url
         .query_pairs()
@@ -142,6 +153,8 @@ fn kandan_url(text: &str) {
     let expected = [
         ("redirect_uri", redirect),
         ("state", STATE),
+        ("code_challenge", CHALLENGE),
+        ("code_challenge_method", "S256"),
         ("workspace", "a&b"),
         ("channel", "c=d"),
     ]

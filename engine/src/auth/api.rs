@@ -54,14 +54,18 @@ impl StartTarget {
     }
 }
 
-/// `POST /oauth/token` with `{code, redirect_uri}`.
+/// `POST /oauth/token` with `{code, redirect_uri, code_verifier}`.
 pub async fn exchange_code(
     http: &reqwest::Client,
     kandan: &KandanUrl,
     code: &AuthorizationCode,
 ) -> Result<OAuthToken, ApiError> {
     let endpoint = kandan.http_endpoint(TOKEN_PATH);
-    let body = json!({ "code": code.expose(), "redirect_uri": code.redirect_uri() });
+    let body = json!({
+        "code": code.expose(),
+        "redirect_uri": code.redirect_uri(),
+        "code_verifier": code.verifier().expose(),
+    });
     let response = http
         .post(endpoint.clone())
         .json(&body)

@@ -144,12 +144,16 @@ mod tests {
         Url::parse(&format!("linzumi://oauth/callback?{query}")).unwrap()
     }
 
-    fn state_of(url: &Url) -> String {
+    fn param(url: &Url, name: &str) -> String {
         url.query_pairs()
-            .find(|(key, _)| key == "state")
+            .find(|(key, _)| key == name)
             .unwrap()
             .1
             .into_owned()
+    }
+
+    fn state_of(url: &Url) -> String {
+        param(url, "state")
     }
 
     #[tokio::test]
@@ -174,6 +178,12 @@ mod tests {
         let code = started.code.await.unwrap().unwrap();
         assert_eq!(code.expose(), "c1");
         assert_eq!(code.redirect_uri(), DEEP_LINK_REDIRECT_URI);
+        // The exchange will send the verifier whose challenge the browser carried.
+        assert_eq!(param(&started.url, "code_challenge_method"), "S256");
+        assert_eq!(
+            code.verifier().challenge(),
+            param(&started.url, "code_challenge")
+        );
         assert_eq!(
             signin.deliver(&link(&format!("code=c1&state={state}"))),
             Err(LinkRefused::Replayed)

@@ -2,8 +2,10 @@
 //! resolution of `index.ts`).
 //!
 //! - [`callback_host`]: where the loopback OAuth callback listens.
-//! - [`pending`]: one authorization in flight: its `state`, its redirect URI, and the check of
-//!   the callback. Shared by the loopback flow and the desktop app's `linzumi://` deep link.
+//! - [`pending`]: one authorization in flight: its `state`, its PKCE verifier, its redirect
+//!   URI, and the check of the callback. Shared by the loopback flow and the desktop app's
+//!   `linzumi://` deep link.
+//! - [`pkce`]: the code verifier and its S256 challenge (RFC 7636).
 //! - [`deep_link`]: the desktop's sign-in, completed by a `linzumi://oauth/callback` link.
 //! - [`loopback`]: the local HTTP server the browser is redirected to.
 //! - [`api`]: Kandan's token, validate and start-target endpoints.
@@ -23,6 +25,7 @@ pub mod identity;
 pub mod loopback;
 pub mod oauth;
 pub mod pending;
+pub mod pkce;
 pub mod resolution;
 pub mod token_store;
 
@@ -37,6 +40,7 @@ pub use oauth::{
     acquire_token, authorization_url, stderr_reporter, system_browser,
 };
 pub use pending::{AuthorizationCode, CallbackError, CallbackParams, PendingAuthorization};
+pub use pkce::{CODE_CHALLENGE_METHOD, CodeVerifier, InvalidVerifier};
 pub use resolution::{
     CACHED_TOKEN_REJECTED, ResolveError, ResolvedToken, StartToken, TokenSource,
     resolve_start_token, resolve_token,

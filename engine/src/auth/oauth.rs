@@ -15,6 +15,7 @@ use super::api::{self, ApiError, OAuthToken};
 use super::callback_host::callback_host;
 use super::loopback::{LoopbackCallbackServer, LoopbackError};
 use super::pending::CallbackError;
+use super::pkce::CODE_CHALLENGE_METHOD;
 use crate::kandan_url::KandanUrl;
 
 pub const AUTHORIZE_PATH: &str = "/api/v2/local-codex-runner/oauth/authorize";
@@ -100,12 +101,14 @@ pub fn stderr_reporter() -> Reporter {
     Arc::new(|message: &str| eprintln!("{message}"))
 }
 
-/// `<kandan>/api/v2/local-codex-runner/oauth/authorize?redirect_uri&state` plus
-/// `workspace&channel` for a channel scope, or `onboarding=start` for `linzumi start`.
+/// `<kandan>/api/v2/local-codex-runner/oauth/authorize?redirect_uri&state&code_challenge&
+/// code_challenge_method=S256` plus `workspace&channel` for a channel scope, or
+/// `onboarding=start` for `linzumi start`.
 pub fn authorization_url(
     kandan: &KandanUrl,
     redirect_uri: &str,
     state: &str,
+    code_challenge: &str,
     scope: &AuthScope,
 ) -> Url {
     let mut url = kandan.http_endpoint(AUTHORIZE_PATH);
@@ -113,7 +116,9 @@ pub fn authorization_url(
         let mut query = url.query_pairs_mut();
         query
             .append_pair("redirect_uri", redirect_uri)
-            .append_pair("state", state);
+            .append_pair("state", state)
+            .append_pair("code_challenge", code_challenge)
+            .append_pair("code_challenge_method", CODE_CHALLENGE_METHOD);
         match scope {
             AuthScope::Channel { workspace, channel } => {
                 query
@@ -183,6 +188,7 @@ mod tests {
             &kandan(),
             "http://127.0.0.1:5000/callback",
             "st",
+            "ch",
             &AuthScope::channel("acme", "dev ops"),
         );
         assert_eq!(url.scheme(), "https");
@@ -192,6 +198,8 @@ mod tests {
             [
                 ("redirect_uri", "http://127.0.0.1:5000/callback"),
                 ("state", "st"),
+                ("code_challenge", "ch"),
+                ("code_challenge_method", "S256"),
                 ("workspace", "acme"),
                 ("channel", "dev ops"),
             ]
@@ -205,18 +213,19 @@ mod tests {
             &kandan(),
             "linzumi://oauth/callback",
             "s",
+            "c",
             &AuthScope::Onboarding,
         );
         assert!(
             onboarding.as_str().ends_with(
-                "oauth/authorize?redirect_uri=linzumi%3A%2F%2Foauth%2Fcallback&state=s&onboarding=start"
+                "oauth/authorize?redirect_uri=linzumi%3A%2F%2Foauth%2Fcallback&state=s&code_challenge=c&code_challenge_method=S256&onboarding=start"
             ),
             "{onboarding}"
         );
-        let unscoped = authorization_url(&kandan(), "r", "s", &AuthScope::Unscoped);
+        let unscoped = authorization_url(&kandan(), "r", "s", "c", &AuthScope::Unscoped);
         assert_eq!(
             unscoped.as_str(),
-            "https://serve.kandanai.com/api/v2/local-codex-runner/oauth/authorize?redirect_uri=r&state=s"
+            "https://serve.kandanai.com/api/v2/local-codex-runner/oauth/authorize?redirect_uri=r&state=s&code_challenge=c&code_challenge_method=S256"
         );
     }
 

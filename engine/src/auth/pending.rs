@@ -1,5 +1,6 @@
-//! One browser authorization in flight: the random `state` sent to Kandan, the redirect URI
-//! the code will be bound to, and the check of the callback that comes back.
+//! One browser authorization in flight: the random `state` sent to Kandan, the PKCE verifier
+//! whose challenge goes with it, the redirect URI the code will be bound to, and the check of
+//! the callback that comes back.
 //!
 //! The check does not depend on how the callback arrives: the CLI's loopback server
 //! ([`super::loopback`]) and the desktop app's `linzumi://oauth/callback` deep link both hand
@@ -13,6 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use url::Url;
 
 use super::AuthScope;
+use super::pkce::CodeVerifier;
 use crate::kandan_url::KandanUrl;
 
 /// The redirect URI of the desktop app's deep link.
@@ -76,18 +78,25 @@ impl fmt::Debug for CallbackParams {
 }
 
 /// An accepted authorization code, ready for [`super::exchange_code`], with the redirect
-/// URI it was issued for. `Debug` hides the code.
+/// URI it was issued for and the PKCE verifier of its authorization. `Debug` hides the code
+/// and the verifier.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AuthorizationCode {
     code: String,
     redirect_uri: String,
+    verifier: CodeVerifier,
 }
 
 impl AuthorizationCode {
-    pub fn new(code: impl Into<String>, redirect_uri: impl Into<String>) -> AuthorizationCode {
+    pub fn new(
+        code: impl Into<String>,
+        redirect_uri: impl Into<String>,
+        verifier: CodeVerifier,
+    ) -> AuthorizationCode {
         AuthorizationCode {
             code: code.into(),
             redirect_uri: redirect_uri.into(),
+            verifier,
         }
     }
 
@@ -98,6 +107,11 @@ impl AuthorizationCode {
     pub fn redirect_uri(&self) -> &str {
         &self.redirect_uri
     }
+
+    /// The verifier the token exchange must send.
+    pub fn verifier(&self) -> &CodeVerifier {
+        &self.verifier
+    }
 }
 
 impl fmt::Debug for AuthorizationCode {
@@ -105,6 +119,7 @@ impl fmt::Debug for AuthorizationCode {
         f.debug_struct("AuthorizationCode")
             .field("code", &"REDACTED")
             .field("redirect_uri", &self.redirect_uri)
+            .field("verifier", &self.verifier)
             .finish()
     }
 }
@@ -114,11 +129,14 @@ impl fmt::Debug for AuthorizationCode {
 pub struct PendingAuthorization {
     state: String,
     redirect_uri: String,
+    /// Never leaves this process before the token exchange; Kandan sees its challenge.
+    verifier: CodeVerifier,
     completed: AtomicBool,
 }
 
 impl PendingAuthorization {
-    /// A new authorization with a fresh random state (18 random bytes, base64url).
+    /// A new authorization with a fresh random state (18 random bytes, base64url) and a
+    /// fresh PKCE verifier.
     pub fn new(redirect_uri: impl Into<String>) -> PendingAuthorization {
         let state = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 18]>());
         PendingAuthorization::with_state(redirect_uri, state)
@@ -129,8 +147,7 @@ impl PendingAuthorization {
         PendingAuthorization::new(DEEP_LINK_REDIRECT_URI)
     }
 
-    /// An authorization with a given state (a state restored after the desktop app
-    /// restarted, or a test's).
+    /// An authorization with a given state (a test's) and a fresh PKCE verifier.
     pub fn with_state(
         redirect_uri: impl Into<String>,
         state: impl Into<String>,
@@ -138,6 +155,7 @@ impl PendingAuthorization {
         PendingAuthorization {
             state: state.into(),
             redirect_uri: redirect_uri.into(),
+            verifier: CodeVerifier::generate(),
             completed: AtomicBool::new(false),
         }
     }
@@ -150,9 +168,20 @@ impl PendingAuthorization {
         &self.redirect_uri
     }
 
+    /// The PKCE challenge the authorize URL carries (the verifier stays here).
+    pub fn code_challenge(&self) -> String {
+        self.verifier.challenge()
+    }
+
     /// The browser's starting point for this authorization.
     pub fn authorization_url(&self, kandan: &KandanUrl, scope: &AuthScope) -> Url {
-        super::oauth::authorization_url(kandan, &self.redirect_uri, &self.state, scope)
+        super::oauth::authorization_url(
+            kandan,
+            &self.redirect_uri,
+            &self.state,
+            &self.code_challenge(),
+            scope,
+        )
     }
 
     /// Checks a callback. A missing code or state, or the wrong state, is refused without
@@ -174,7 +203,11 @@ impl PendingAuthorization {
         }
         match (code, error) {
             (_, Some(error)) => Err(CallbackError::Denied(error.to_owned())),
-            (Some(code), None) => Ok(AuthorizationCode::new(code, self.redirect_uri.clone())),
+            (Some(code), None) => Ok(AuthorizationCode::new(
+                code,
+                self.redirect_uri.clone(),
+                self.verifier.clone(),
+            )),
             (None, None) => Err(CallbackError::MissingCode),
         }
     }
@@ -233,12 +266,21 @@ mod tests {
     }
 
     #[test]
-    fn a_good_callback_yields_the_code_bound_to_the_redirect() {
+    fn a_good_callback_yields_the_code_bound_to_the_redirect_and_verifier() {
         let pending = PendingAuthorization::with_state("linzumi://oauth/callback", "s1");
         let code = pending.complete(&params(Some("c1"), Some("s1"))).unwrap();
         assert_eq!(code.expose(), "c1");
         assert_eq!(code.redirect_uri(), "linzumi://oauth/callback");
-        assert!(!format!("{code:?}").contains("c1"));
+        assert_eq!(code.verifier().challenge(), pending.code_challenge());
+        let shown = format!("{code:?}");
+        assert!(!shown.contains("c1") && !shown.contains(code.verifier().expose()));
+    }
+
+    #[test]
+    fn each_authorization_has_its_own_verifier() {
+        let a = PendingAuthorization::with_state("r", "s");
+        let b = PendingAuthorization::with_state("r", "s");
+        assert_ne!(a.code_challenge(), b.code_challenge());
     }
 
     #[test]
@@ -264,10 +306,8 @@ mod tests {
             .unwrap_err();
         assert_eq!(error, CallbackError::StateMismatch);
         assert_eq!(error.to_string(), "local runner OAuth state mismatch");
-        assert_eq!(
-            pending.complete(&params(Some("c"), Some("s1"))).unwrap(),
-            AuthorizationCode::new("c", "r")
-        );
+        let code = pending.complete(&params(Some("c"), Some("s1"))).unwrap();
+        assert_eq!((code.expose(), code.redirect_uri()), ("c", "r"));
     }
 
     #[test]

@@ -1,19 +1,21 @@
 //! `GET /demo`: one self-contained page (inline CSS and JS, nothing fetched from elsewhere) that
 //! shows the demo channel's threads as a live chat. It follows
 //! `/__admin/chat/{workspace}/{channel}/stream` and posts replies, approvals and denials as the
-//! demo user through `/__admin/chat/{workspace}/{channel}/messages`. The page's stable
+//! demo user through `/__admin/chat/{workspace}/{channel}/messages`, with the admin key the
+//! page itself was opened with (the route needs it, see [`crate::guard`]). The page's stable
 //! selectors are listed in the crate README.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
 use crate::DemoConfig;
+use crate::guard::{ADMIN_KEY_HEADER, ADMIN_KEY_PARAM, AdminKey};
 use crate::html::escape;
 use crate::server::ServerCore;
 
@@ -24,8 +26,17 @@ pub(crate) fn routes() -> Router<Arc<ServerCore>> {
 }
 
 async fn page(State(core): State<Arc<ServerCore>>) -> Response {
+    let key = core.admin_key.as_ref().map(AdminKey::expose);
     match &core.demo {
-        Some(demo) => Html(render(demo)).into_response(),
+        // The URL holds the key: keep it out of caches and of the Referer of links followed.
+        Some(demo) => (
+            [
+                (header::CACHE_CONTROL, "no-store"),
+                (header::REFERRER_POLICY, "no-referrer"),
+            ],
+            Html(render(demo, key)),
+        )
+            .into_response(),
         None => (
             StatusCode::NOT_FOUND,
             "no demo channel: start the server with --demo WORKSPACE/CHANNEL\n",
@@ -34,12 +45,16 @@ async fn page(State(core): State<Arc<ServerCore>>) -> Response {
     }
 }
 
-/// The page with the demo's channel and user filled in.
-fn render(demo: &DemoConfig) -> String {
+/// The page with the demo's channel and user, and the admin key its own requests carry
+/// (`null` for a server without one), filled in.
+fn render(demo: &DemoConfig, key: Option<&str>) -> String {
     let config = json!({
         "workspace": demo.workspace,
         "channel": demo.channel,
         "user": demo.user_slug,
+        "key": key,
+        "keyHeader": ADMIN_KEY_HEADER,
+        "keyParam": ADMIN_KEY_PARAM,
     });
     let title = format!("#{} · {}", demo.channel, demo.workspace);
     TEMPLATE
@@ -60,11 +75,15 @@ mod tests {
 
     #[test]
     fn config_and_title_are_escaped() {
-        let page = render(&DemoConfig {
-            workspace: "acme".into(),
-            channel: "</script><b>x".into(),
-            user_slug: "sean".into(),
-        });
+        let page = render(
+            &DemoConfig {
+                workspace: "acme".into(),
+                channel: "</script><b>x".into(),
+                user_slug: "sean".into(),
+            },
+            Some("k</script>"),
+        );
+        assert!(page.contains(r#""key":"k\u003c/script\u003e""#));
         assert!(page.contains(r#""channel":"\u003c/script\u003e\u003cb\u003ex""#));
         assert!(page.contains("<title>#&lt;/script&gt;&lt;b&gt;x · acme"));
         assert!(!page.contains("</script><b>"));

@@ -37,6 +37,7 @@ mod editor_assets;
 pub mod editor_runtime;
 mod faults;
 mod frame;
+mod guard;
 mod html;
 mod listener;
 mod oauth;
@@ -69,6 +70,7 @@ use serde_json::Value;
 pub use chat_store::ChatMessage;
 pub use editor_runtime::{EditorRuntimeDownload, EditorRuntimeFixture};
 pub use faults::Fault;
+pub use guard::{ADMIN_KEY_HEADER, ADMIN_KEY_PARAM, AdminKey};
 pub use recorder::{RecordedEvent, RecordedJoin};
 
 use chat_store::ChannelKey;
@@ -92,6 +94,11 @@ pub struct ServerConfig {
     pub tunnel_ping_interval: Duration,
     /// A forward tunnel that sends nothing for this long is dropped (protocol §6.4: 45 s).
     pub tunnel_idle_timeout: Duration,
+    /// The per-run secret for `/__admin/*` and `/demo` (and for approving OAuth, which then
+    /// always shows the consent page). The binary and `linzumi demo` always set one; tests
+    /// that start the server in-process may leave it `None`. Either way only loopback
+    /// `Host` names are served and state-changing requests from other origins are refused.
+    pub admin_key: Option<AdminKey>,
 }
 
 /// The channel the demo page shows, and who its reply box and buttons post as.
@@ -115,6 +122,7 @@ impl Default for ServerConfig {
             demo: None,
             tunnel_ping_interval: Duration::from_secs(15),
             tunnel_idle_timeout: Duration::from_secs(45),
+            admin_key: None,
         }
     }
 }
@@ -146,6 +154,21 @@ impl KandanTestServer {
     /// `http://127.0.0.1:PORT`
     pub fn http_url(&self) -> String {
         format!("http://{}", self.core.addr)
+    }
+
+    /// The demo page, `http://127.0.0.1:PORT/demo`, with `?key=<admin key>` when the server
+    /// has one: the link to print and open.
+    pub fn demo_url(&self) -> String {
+        let mut url = format!("{}/demo", self.http_url());
+        if let Some(key) = &self.core.admin_key {
+            url.push_str(&format!("?{ADMIN_KEY_PARAM}={}", key.expose()));
+        }
+        url
+    }
+
+    /// The admin key, if the server has one (see [`ServerConfig::admin_key`]).
+    pub fn admin_key(&self) -> Option<&str> {
+        self.core.admin_key.as_ref().map(AdminKey::expose)
     }
 
     /// `ws://127.0.0.1:PORT` (the socket lives at `/socket/websocket`).

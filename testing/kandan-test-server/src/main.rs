@@ -1,29 +1,27 @@
 //! `kandan-test-server`: runs the fake Kandan server for the local demo and non-Rust tests.
 //!
 //! Prints `listening on http://HOST:PORT`, then `ready user=SLUG token=TOKEN` (a token for the
-//! first user) and, with `--demo`, `demo http://HOST:PORT/demo`; serves until interrupted.
+//! first user), `admin key=KEY` (this run's admin key, needed by `/__admin/*`, `/demo` and the
+//! OAuth consent page) and, with `--demo`, `demo http://HOST:PORT/demo?key=KEY`; serves until
+//! interrupted.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use kandan_test_server::{DemoConfig, KandanTestServer, ServerConfig, TestUser};
+use kandan_test_server::{AdminKey, DemoConfig, KandanTestServer, ServerConfig, TestUser};
 
 #[derive(Debug, Parser)]
 #[command(about = "A protocol-faithful fake Kandan server (Phoenix Channels V2, runner OAuth)")]
 struct Args {
-    /// Address to listen on. Keep it on loopback: the /__admin API has no authentication.
+    /// Address to listen on. Requests must name a loopback host (or this address) in `Host`.
     #[arg(long, default_value = "127.0.0.1:4160")]
     bind: SocketAddr,
 
     /// A user as SLUG:ID, e.g. `--user sean:1`; repeatable. The first one gets the ready token
-    /// and is who auto-approved OAuth authorizes as. Defaults to tester:1.
+    /// and is the consent page's first choice. Defaults to tester:1.
     #[arg(long = "user", value_parser = parse_user)]
     users: Vec<TestUser>,
-
-    /// Show a consent page on OAuth authorize instead of approving at once.
-    #[arg(long)]
-    no_auto_approve: bool,
 
     /// Close sockets that send nothing for this many seconds.
     #[arg(long, default_value_t = 60)]
@@ -72,13 +70,14 @@ async fn main() -> anyhow::Result<()> {
         .init();
 
     let args = Args::parse();
-    if !args.bind.ip().is_loopback() {
-        tracing::warn!(bind = %args.bind, "listening beyond loopback exposes the unauthenticated /__admin API");
+    if args.bind.ip().is_unspecified() {
+        tracing::warn!(bind = %args.bind, "only requests for a loopback name are served; name a specific address to be reached by it");
     }
+    // Never started without a key: whoever can reach the port is not necessarily whoever ran it.
     let mut config = ServerConfig {
         bind: args.bind,
-        auto_approve_oauth: !args.no_auto_approve,
         heartbeat_idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+        admin_key: Some(AdminKey::generate()),
         ..ServerConfig::default()
     };
     if !args.users.is_empty() {
@@ -100,8 +99,11 @@ async fn main() -> anyhow::Result<()> {
         let token = server.issue_token(&slug, None);
         println!("ready user={slug} token={token}");
     }
+    if let Some(key) = server.admin_key() {
+        println!("admin key={key}");
+    }
     if demo {
-        println!("demo {}/demo", server.http_url());
+        println!("demo {}", server.demo_url());
     }
 
     shutdown_signal().await?;

@@ -1,6 +1,13 @@
 //! The runner's HTTP API (`/api/v2/local-codex-runner/...`): browser OAuth (authorize with
 //! optional consent page, code-for-token exchange), token validation and the onboarding start
 //! target — the endpoints and shapes the runner's `oauth.ts` relies on.
+//!
+//! PKCE (RFC 7636, S256 only) is required: authorize takes `code_challenge` and
+//! `code_challenge_method=S256`, the code remembers the challenge, and the token exchange must
+//! bring the `code_verifier` whose SHA-256 it is. A stolen code alone is worth nothing.
+//!
+//! With an admin key ([`crate::ServerConfig::admin_key`]) nothing is auto-approved: the
+//! consent page asks for the key, so that only whoever started the server can sign in.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,6 +26,7 @@ use url::Url;
 use crate::TestUser;
 use crate::bearer::Bearer;
 use crate::consent_page;
+use crate::guard;
 use crate::server::ServerCore;
 use crate::sync::lock;
 use crate::tokens::{TOKEN_TTL, TokenScope};
@@ -26,6 +34,8 @@ use crate::tokens::{TOKEN_TTL, TokenScope};
 const AUTHORIZE_PATH: &str = "/api/v2/local-codex-runner/oauth/authorize";
 /// Channel of the personal workspace that onboarding (`onboarding=start`) lands in.
 const ONBOARDING_CHANNEL: &str = "codex";
+/// The only PKCE method accepted (`plain` would send the verifier itself through the browser).
+const PKCE_METHOD: &str = "S256";
 
 pub(crate) fn routes() -> Router<Arc<ServerCore>> {
     Router::new()
@@ -43,6 +53,8 @@ pub(crate) struct AuthorizeRequest {
     pub workspace: Option<String>,
     pub channel: Option<String>,
     pub onboarding: Option<String>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -51,6 +63,8 @@ struct ApproveForm {
     request: AuthorizeRequest,
     /// Slug of the user the operator picked on the consent page.
     user: String,
+    /// The admin key typed into the consent page (servers with a key).
+    key: Option<String>,
 }
 
 /// Issued authorization codes awaiting exchange.
@@ -61,15 +75,24 @@ pub(crate) struct AuthorizationCodes {
 
 struct PendingCode {
     redirect_uri: String,
+    /// BASE64URL(SHA-256(code_verifier)), from the authorize request.
+    code_challenge: String,
     user: TestUser,
     scope: Option<TokenScope>,
 }
 
 impl AuthorizationCodes {
-    fn create(&self, redirect_uri: &str, user: TestUser, scope: Option<TokenScope>) -> String {
+    fn create(
+        &self,
+        redirect_uri: &str,
+        code_challenge: &str,
+        user: TestUser,
+        scope: Option<TokenScope>,
+    ) -> String {
         let code = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>());
         let pending = PendingCode {
             redirect_uri: redirect_uri.to_owned(),
+            code_challenge: code_challenge.to_owned(),
             user,
             scope,
         };
@@ -77,14 +100,60 @@ impl AuthorizationCodes {
         code
     }
 
-    /// Consumes `code` if it exists and was issued for `redirect_uri`.
-    fn redeem(&self, code: &str, redirect_uri: &str) -> Option<PendingCode> {
+    /// Consumes `code` if it exists, was issued for `redirect_uri` and `code_verifier` is the
+    /// one whose challenge it was issued with. A refused exchange leaves the code as it was:
+    /// whoever stole it cannot spoil the real client's exchange, nor guess the verifier.
+    fn redeem(
+        &self,
+        code: &str,
+        redirect_uri: &str,
+        code_verifier: Option<&str>,
+    ) -> Option<PendingCode> {
         let mut pending = lock(&self.pending);
-        if pending.get(code)?.redirect_uri != redirect_uri {
+        let issued = pending.get(code)?;
+        let verified = code_verifier.is_some_and(|verifier| {
+            is_pkce_value(verifier)
+                && guard::constant_time_eq(
+                    s256(verifier).as_bytes(),
+                    issued.code_challenge.as_bytes(),
+                )
+        });
+        if issued.redirect_uri != redirect_uri || !verified {
             return None;
         }
         pending.remove(code)
     }
+}
+
+/// BASE64URL(SHA-256(verifier)) without padding: the S256 code challenge (RFC 7636 §4.2).
+fn s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        verifier.as_bytes(),
+    ))
+}
+
+/// 43 to 128 unreserved characters (RFC 7636 §4.1 and §4.2: both the verifier and the
+/// challenge have that shape).
+fn is_pkce_value(value: &str) -> bool {
+    (43..=128).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// The request's code challenge, or why it cannot be used.
+fn pkce_challenge(request: &AuthorizeRequest) -> Result<&str, String> {
+    let Some(challenge) = request.code_challenge.as_deref() else {
+        return Err("code_challenge is required (PKCE, RFC 7636)".into());
+    };
+    if request.code_challenge_method.as_deref() != Some(PKCE_METHOD) {
+        return Err(format!("code_challenge_method must be {PKCE_METHOD}"));
+    }
+    if !is_pkce_value(challenge) {
+        return Err("code_challenge must be 43 to 128 unreserved characters".into());
+    }
+    Ok(challenge)
 }
 
 async fn authorize(
@@ -95,13 +164,17 @@ async fn authorize(
         Ok(redirect) => redirect,
         Err(problem) => return bad_request(problem),
     };
-    if !core.auto_approve_oauth {
-        return Html(consent_page::render(
+    if let Err(problem) = pkce_challenge(&request) {
+        return error_redirect(&redirect, &request.state, "invalid_request", &problem);
+    }
+    if !core.auto_approve_oauth || core.admin_key.is_some() {
+        let page = consent_page::render(
             AUTHORIZE_PATH,
             &request,
             &core.users.all(),
-        ))
-        .into_response();
+            core.admin_key.is_some(),
+        );
+        return Html(page).into_response();
     }
     let Some(user) = core.users.first() else {
         return bad_request("no test users are configured, so nobody can authorize".into());
@@ -115,6 +188,10 @@ async fn approve(State(core): State<Arc<ServerCore>>, Form(form): Form<ApproveFo
         Ok(redirect) => redirect,
         Err(problem) => return bad_request(problem),
     };
+    if !guard::key_accepted(&core, form.key.as_deref()) {
+        let problem = "wrong or missing server key: it is printed where the server was started";
+        return (StatusCode::FORBIDDEN, format!("{problem}\n")).into_response();
+    }
     let Some(user) = core.users.find(&form.user) else {
         return bad_request(format!("unknown user {:?}", form.user));
     };
@@ -134,7 +211,15 @@ fn grant_code(
         Ok(scope) => scope,
         Err(problem) => return bad_request(problem),
     };
-    let code = core.oauth_codes.create(&request.redirect_uri, user, scope);
+    let challenge = match pkce_challenge(request) {
+        Ok(challenge) => challenge,
+        Err(problem) => {
+            return error_redirect(redirect, &request.state, "invalid_request", &problem);
+        }
+    };
+    let code = core
+        .oauth_codes
+        .create(&request.redirect_uri, challenge, user, scope);
     let mut location = redirect.clone();
     location
         .query_pairs_mut()
@@ -194,16 +279,18 @@ fn check_redirect_uri(raw: &str) -> Result<Url, String> {
 struct TokenRequest {
     code: String,
     redirect_uri: String,
+    code_verifier: Option<String>,
 }
 
 async fn token(State(core): State<Arc<ServerCore>>, body: axum::body::Bytes) -> Response {
     let Ok(request) = serde_json::from_slice::<TokenRequest>(&body) else {
         return oauth_error("invalid_request");
     };
-    let Some(pending) = core
-        .oauth_codes
-        .redeem(&request.code, &request.redirect_uri)
-    else {
+    let Some(pending) = core.oauth_codes.redeem(
+        &request.code,
+        &request.redirect_uri,
+        request.code_verifier.as_deref(),
+    ) else {
         return oauth_error("invalid_grant");
     };
     let access_token = core.tokens.issue(&pending.user, pending.scope);
@@ -244,6 +331,22 @@ async fn start_target(Bearer(grant): Bearer) -> Json<Value> {
     Json(json!({ "workspace_slug": scope.workspace, "channel_slug": scope.channel }))
 }
 
+/// An authorization error sent back to the client (RFC 6749 §4.1.2.1), once the redirect URI
+/// is known to be good.
+fn error_redirect(redirect: &Url, state: &str, error: &str, description: &str) -> Response {
+    let mut location = redirect.clone();
+    location
+        .query_pairs_mut()
+        .append_pair("error", error)
+        .append_pair("error_description", description)
+        .append_pair("state", state);
+    (
+        StatusCode::FOUND,
+        [(header::LOCATION, location.to_string())],
+    )
+        .into_response()
+}
+
 fn bad_request(message: String) -> Response {
     (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response()
 }
@@ -281,17 +384,43 @@ mod tests {
         }
     }
 
+    /// RFC 7636 Appendix B.
+    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
     #[test]
-    fn codes_are_single_use_and_bound_to_their_redirect() {
+    fn s256_matches_the_rfc_example() {
+        assert_eq!(s256(VERIFIER), CHALLENGE);
+        assert!(is_pkce_value(VERIFIER) && is_pkce_value(CHALLENGE));
+        assert!(!is_pkce_value(&VERIFIER[..42]));
+        assert!(!is_pkce_value(&"a".repeat(129)));
+        assert!(!is_pkce_value(&format!("{}+", &VERIFIER[..42])));
+    }
+
+    #[test]
+    fn codes_are_single_use_and_bound_to_their_redirect_and_verifier() {
         let codes = AuthorizationCodes::default();
         let user = TestUser {
             id: 1,
             slug: "sean".into(),
         };
-        let code = codes.create("http://127.0.0.1:1/callback", user, None);
-        assert!(codes.redeem(&code, "http://127.0.0.1:2/callback").is_none());
-        assert!(codes.redeem(&code, "http://127.0.0.1:1/callback").is_some());
-        assert!(codes.redeem(&code, "http://127.0.0.1:1/callback").is_none());
+        let redirect = "http://127.0.0.1:1/callback";
+        let code = codes.create(redirect, CHALLENGE, user, None);
+        let other_verifier = "a".repeat(43);
+        assert!(
+            codes
+                .redeem(&code, "http://127.0.0.1:2/callback", Some(VERIFIER))
+                .is_none()
+        );
+        assert!(codes.redeem(&code, redirect, None).is_none());
+        assert!(
+            codes
+                .redeem(&code, redirect, Some(&other_verifier))
+                .is_none()
+        );
+        assert!(codes.redeem(&code, redirect, Some(CHALLENGE)).is_none());
+        assert!(codes.redeem(&code, redirect, Some(VERIFIER)).is_some());
+        assert!(codes.redeem(&code, redirect, Some(VERIFIER)).is_none());
     }
 
     #[test]
@@ -306,6 +435,8 @@ mod tests {
             workspace: None,
             channel: None,
             onboarding: Some("start".into()),
+            code_challenge: None,
+            code_challenge_method: None,
         };
         let scope = requested_scope(&request, &user).expect("valid");
         assert_eq!(

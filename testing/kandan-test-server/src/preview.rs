@@ -272,8 +272,13 @@ fn route(host: Option<&str>, uri: &Uri) -> Routed {
     }
 }
 
+/// Whether a lowercase host name (without the port) is under the preview domain.
+pub(crate) fn is_preview_host_name(name: &str) -> bool {
+    name.ends_with(PREVIEW_HOST_SUFFIX)
+}
+
 /// `host[:port]` → `host` (IPv6 literals keep their brackets).
-fn host_name(host: &str) -> &str {
+pub(crate) fn host_name(host: &str) -> &str {
     match host.rsplit_once(':') {
         Some((name, port))
             if port.bytes().all(|byte| byte.is_ascii_digit())

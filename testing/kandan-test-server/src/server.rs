@@ -12,6 +12,7 @@ use crate::chat_store::{Actor, ChannelKey, ChatError, ChatMessage, NewMessage};
 use crate::editor_assets::{self, EditorAssets};
 use crate::editor_runtime::{self, EditorRuntimes};
 use crate::faults::Faults;
+use crate::guard::{self, AdminKey};
 use crate::listener::{self, RunningListener};
 use crate::oauth::AuthorizationCodes;
 use crate::recorder::Recorder;
@@ -44,6 +45,8 @@ pub(crate) struct ServerCore {
     /// The editor's collaboration assets (test configuration).
     pub(crate) editor_assets: EditorAssets,
     pub(crate) demo: Option<DemoConfig>,
+    /// Needed for the admin API and the demo page (and to approve OAuth) when set.
+    pub(crate) admin_key: Option<AdminKey>,
     /// The bound address; a restart reopens exactly this one.
     pub(crate) addr: SocketAddr,
     /// `None` once shut down. Held for the whole of a restart so restarts do not interleave.
@@ -70,6 +73,7 @@ impl ServerCore {
             editor_runtimes: EditorRuntimes::default(),
             editor_assets: EditorAssets::default(),
             demo: config.demo,
+            admin_key: config.admin_key,
             addr: tcp.local_addr()?,
             listener: tokio::sync::Mutex::new(None),
         });
@@ -161,17 +165,26 @@ impl ServerCore {
     }
 }
 
+/// The routes behind the checks of [`guard`]: the Host check outermost, then the preview
+/// router, then (for the server's own routes) the Origin check, and the admin key on the
+/// admin API and the demo page.
 fn router(core: Arc<ServerCore>) -> Router {
+    let keyed = || middleware::from_fn_with_state(Arc::clone(&core), guard::admin_key);
     Router::new()
         .merge(socket::routes())
         .merge(oauth::routes())
         .merge(tunnel_endpoint::routes())
         .merge(preview::routes())
-        .merge(demo_page::routes())
+        .merge(demo_page::routes().route_layer(keyed()))
         .merge(editor_runtime::routes())
         .merge(editor_assets::routes())
-        .nest("/__admin", admin::routes())
+        .nest("/__admin", admin::routes().route_layer(keyed()))
         .with_state(Arc::clone(&core))
-        // Last, so it wraps every route and the fallback: preview hosts never reach them.
-        .layer(middleware::from_fn_with_state(core, preview::dispatch))
+        .layer(middleware::from_fn(guard::same_origin))
+        // Wraps every route and the fallback: preview hosts never reach them.
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&core),
+            preview::dispatch,
+        ))
+        .layer(middleware::from_fn_with_state(core, guard::host))
 }

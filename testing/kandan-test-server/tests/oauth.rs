@@ -12,6 +12,13 @@ use serde_json::{Value, json};
 use url::Url;
 
 const CALLBACK: &str = "http://127.0.0.1:53999/callback";
+/// RFC 7636 Appendix B: a verifier and its S256 challenge.
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+const PKCE: [(&str, &str); 2] = [
+    ("code_challenge", CHALLENGE),
+    ("code_challenge_method", "S256"),
+];
 
 fn api(server: &KandanTestServer, path: &str) -> String {
     format!("{}/api/v2/local-codex-runner{path}", server.http_url())
@@ -29,12 +36,33 @@ fn query(url: &Url, name: &str) -> Option<String> {
 }
 
 async fn exchange(server: &KandanTestServer, code: &str, redirect_uri: &str) -> Response {
+    exchange_body(
+        server,
+        json!({"code": code, "redirect_uri": redirect_uri, "code_verifier": VERIFIER}),
+    )
+    .await
+}
+
+async fn exchange_body(server: &KandanTestServer, body: Value) -> Response {
     http_client()
         .post(api(server, "/oauth/token"))
-        .json(&json!({"code": code, "redirect_uri": redirect_uri}))
+        .json(&body)
         .send()
         .await
         .expect("token request")
+}
+
+/// A code for `CALLBACK`, issued for `CHALLENGE`.
+async fn authorized_code(server: &KandanTestServer) -> String {
+    let authorized = http_client()
+        .get(api(server, "/oauth/authorize"))
+        .query(&[("redirect_uri", CALLBACK), ("state", "x")])
+        .query(&PKCE)
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(authorized.status(), StatusCode::FOUND);
+    query(&location(&authorized), "code").expect("code")
 }
 
 async fn validate(server: &KandanTestServer, token: &str, scope: &str) -> StatusCode {
@@ -60,6 +88,7 @@ async fn authorize_token_validate_round_trip() {
             ("workspace", "acme"),
             ("channel", "codex"),
         ])
+        .query(&PKCE)
         .send()
         .await
         .expect("authorize");
@@ -126,13 +155,7 @@ async fn authorize_token_validate_round_trip() {
 #[tokio::test]
 async fn codes_are_single_use_and_bound_to_the_redirect_uri() {
     let server = start_server().await;
-    let authorized = http_client()
-        .get(api(&server, "/oauth/authorize"))
-        .query(&[("redirect_uri", CALLBACK), ("state", "x")])
-        .send()
-        .await
-        .expect("authorize");
-    let code = query(&location(&authorized), "code").expect("code");
+    let code = authorized_code(&server).await;
 
     let other = exchange(&server, &code, "http://127.0.0.1:1/callback").await;
     assert_eq!(other.status(), StatusCode::BAD_REQUEST);
@@ -161,6 +184,7 @@ async fn foreign_redirect_uris_are_refused() {
         let refused = http_client()
             .get(api(&server, "/oauth/authorize"))
             .query(&[("redirect_uri", redirect), ("state", "x")])
+            .query(&PKCE)
             .send()
             .await
             .expect("authorize");
@@ -171,6 +195,7 @@ async fn foreign_redirect_uris_are_refused() {
     let deep_link = http_client()
         .get(api(&server, "/oauth/authorize"))
         .query(&[("redirect_uri", "linzumi://oauth/callback"), ("state", "x")])
+        .query(&PKCE)
         .send()
         .await
         .expect("authorize");
@@ -199,6 +224,7 @@ async fn onboarding_targets_the_personal_workspace() {
             ("state", "x"),
             ("onboarding", "start"),
         ])
+        .query(&PKCE)
         .send()
         .await
         .expect("authorize");
@@ -241,6 +267,7 @@ async fn consent_page_when_not_auto_approving() {
     let page = http_client()
         .get(api(&server, "/oauth/authorize"))
         .query(&[("redirect_uri", CALLBACK), ("state", "abc")])
+        .query(&PKCE)
         .send()
         .await
         .expect("authorize");
@@ -248,6 +275,10 @@ async fn consent_page_when_not_auto_approving() {
     let html = page.text().await.expect("html");
     assert!(html.contains(r#"<form method="post""#), "{html}");
     assert!(html.contains("Authorize</button>"), "{html}");
+    assert!(
+        html.contains(&format!(r#"name="code_challenge" value="{CHALLENGE}""#)),
+        "the challenge travels with the form: {html}"
+    );
 
     let approved = http_client()
         .post(api(&server, "/oauth/authorize"))
@@ -255,6 +286,8 @@ async fn consent_page_when_not_auto_approving() {
             ("redirect_uri", CALLBACK),
             ("state", "abc"),
             ("user", "tester"),
+            PKCE[0],
+            PKCE[1],
         ])
         .send()
         .await
@@ -267,4 +300,85 @@ async fn consent_page_when_not_auto_approving() {
         exchange(&server, &code, CALLBACK).await.status(),
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn a_stolen_code_is_worthless_without_its_verifier() {
+    let server = start_server().await;
+    let code = authorized_code(&server).await;
+    // RFC 7636 §4.1's alphabet, the right length, but not the verifier of this code.
+    let other = "Z".repeat(43);
+    for (why, body) in [
+        (
+            "no verifier",
+            json!({"code": code, "redirect_uri": CALLBACK}),
+        ),
+        (
+            "a wrong verifier",
+            json!({"code": code, "redirect_uri": CALLBACK, "code_verifier": other}),
+        ),
+        (
+            "the challenge itself",
+            json!({"code": code, "redirect_uri": CALLBACK, "code_verifier": CHALLENGE}),
+        ),
+        (
+            "a verifier too short",
+            json!({"code": code, "redirect_uri": CALLBACK, "code_verifier": &VERIFIER[..42]}),
+        ),
+    ] {
+        let refused = exchange_body(&server, body).await;
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{why}");
+        assert_eq!(
+            refused.json::<Value>().await.expect("json"),
+            json!({"error": "invalid_grant"}),
+            "{why}"
+        );
+    }
+    // The thief's attempts did not spoil it for the client that holds the verifier; the
+    // code then works once only.
+    let granted = exchange(&server, &code, CALLBACK).await;
+    assert_eq!(granted.status(), StatusCode::OK);
+    let replayed = exchange(&server, &code, CALLBACK).await;
+    assert_eq!(replayed.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        replayed.json::<Value>().await.expect("json"),
+        json!({"error": "invalid_grant"})
+    );
+}
+
+#[tokio::test]
+async fn authorize_without_an_s256_challenge_is_refused_back_to_the_client() {
+    let server = start_server().await;
+    let short = "a".repeat(42);
+    let bad: [&[(&str, &str)]; 4] = [
+        &[],
+        &[("code_challenge", CHALLENGE)],
+        &[
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "plain"),
+        ],
+        &[
+            ("code_challenge", &short),
+            ("code_challenge_method", "S256"),
+        ],
+    ];
+    for pkce in bad {
+        let refused = http_client()
+            .get(api(&server, "/oauth/authorize"))
+            .query(&[("redirect_uri", CALLBACK), ("state", "st")])
+            .query(pkce)
+            .send()
+            .await
+            .expect("authorize");
+        assert_eq!(refused.status(), StatusCode::FOUND, "{pkce:?}");
+        let callback = location(&refused);
+        assert!(callback.as_str().starts_with(CALLBACK), "{callback}");
+        assert_eq!(
+            query(&callback, "error").as_deref(),
+            Some("invalid_request"),
+            "{pkce:?}"
+        );
+        assert_eq!(query(&callback, "state").as_deref(), Some("st"));
+        assert_eq!(query(&callback, "code"), None, "{pkce:?}");
+    }
 }
