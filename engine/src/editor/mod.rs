@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
+use crate::forwarding::routes::Endpoint;
 use crate::forwarding::websocket_relay::Emit;
 use crate::protocol::controls::{EditorCollaboration, StartLocalEditor};
 use crate::runner::RunnerEvent;
@@ -201,6 +202,8 @@ impl LocalEditor {
             generation,
             cwd: cwd.clone(),
             port: editor.port(),
+            // code-server still listens on 127.0.0.1:<port>.
+            endpoint: Endpoint::Loopback,
             collaboration_port: collaboration.as_ref().map(|(_, server)| server.port),
         };
         // Starts are serialised, so nothing newer can have begun meanwhile.
