@@ -279,7 +279,8 @@ pub enum RunnerEvent {
     },
     /// The editor runtime changed state, or downloads.
     EditorRuntime(RuntimeUpdate),
-    /// code-server serves the folder on this loopback port (`path` opens the folder).
+    /// code-server serves the folder; Kandan's preview of this port reaches it (`path`
+    /// opens the folder).
     EditorStarted {
         port: u16,
         path: String,
