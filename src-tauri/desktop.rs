@@ -532,16 +532,16 @@ impl<R: Runtime> Desktop<R> {
         open_in_browser(&links::preview(&kandan, &runner_id, port))
     }
 
-    /// Opens the folder in the editor, starting it first if it is not running.
+    /// Opens the folder in the editor, starting it first if it is not running. The editor
+    /// is reachable only through the runner, so the browser goes through Kandan's preview
+    /// of its port, whose root opens the shared folder.
     pub async fn open_editor(&self, folder_id: &str) -> Result<(), String> {
         let address = match self.runners.lock().await.get(folder_id) {
             Some(runner) => runner.open_editor().await,
             None => Err("The folder is not being shared: share it first.".into()),
         }
         .map_err(|reason| format!("The editor did not start: {reason}"))?;
-        let url =
-            links::local_editor(address.port, &address.path).map_err(|error| error.to_string())?;
-        open_in_browser(&url)
+        self.open_preview(folder_id, address.port)
     }
 
     pub async fn stop_sharing(&self, folder_id: &str) -> Result<(), String> {

@@ -150,7 +150,7 @@ fn report(event: &RunnerEvent) {
             eprintln!("Port {port} is no longer forwarded: another process listens on it now.");
         }
         RunnerEvent::EditorStarted { port, .. } => {
-            eprintln!("The editor is running on 127.0.0.1:{port}.");
+            eprintln!("The editor is running; Kandan opens it as port {port} of this runner.");
         }
         RunnerEvent::EditorExited { reason } => eprintln!("The editor stopped: {reason}"),
         RunnerEvent::ApprovalWithdrawn { .. }

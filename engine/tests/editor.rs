@@ -3,12 +3,15 @@
 //! served through the Kandan test server's preview, replaced, and revoked when it dies.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/editor_processes.rs"]
+mod editor_processes;
 mod support;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use editor_processes::{Listener, editor_listeners, editor_processes, editor_server_pid};
 use kandan_test_server::editor_runtime::archive_with_entrypoint;
 use kandan_test_server::{EditorRuntimeFixture, RecordedEvent};
 use linzumi_engine::editor::runtime::RuntimeCache;
@@ -111,6 +114,39 @@ fn port_of(status: &Value) -> u16 {
     u16::try_from(status["port"].as_u64().unwrap()).unwrap()
 }
 
+impl Editor {
+    /// Whether Kandan's preview of `port` reaches a code-server that answers its health
+    /// check (the editor listens on a private socket: this is the only way in).
+    async fn serves(&self, port: u16) -> bool {
+        let health = preview_client(&self.harness.kandan, RUNNER_ID, port)
+            .get(format!(
+                "{}healthz",
+                self.harness.kandan.preview_url(RUNNER_ID, port)
+            ))
+            .send()
+            .await;
+        match health {
+            // "alive", or "expired" before its first heartbeat.
+            Ok(response) if response.status() == 200 => response
+                .json::<Value>()
+                .await
+                .is_ok_and(|health| health["status"].is_string()),
+            _ => false,
+        }
+    }
+
+    /// The editor sockets listening now (each start has its own).
+    fn editor_sockets(&self) -> Vec<PathBuf> {
+        editor_listeners(&self._data.dir)
+            .into_iter()
+            .filter_map(|(_, listener)| match listener {
+                Listener::Unix(path) if path.ends_with("editor.sock") => Some(path),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 fn accepts(port: u16) -> bool {
     std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
@@ -185,7 +221,10 @@ async fn the_editor_opens_an_allowed_folder_and_kandan_serves_it() {
         "4.100.3 409c64e0df4d53530e59c16acc2b5d5766f717b0 with Code 1.100.3"
     );
 
-    assert_eq!(listening_addresses(port), vec!["127.0.0.1".to_owned()]);
+    // Nothing listens on the port Kandan knows: the editor is on its private socket.
+    assert_eq!(listening_addresses(port), Vec::<String>::new());
+    assert!(!accepts(port));
+    assert_eq!(editor.editor_sockets().len(), 1);
 
     // Through Kandan's preview: the workbench page, its health check, and a file of it.
     let client = preview_client(&editor.harness.kandan, RUNNER_ID, port);
@@ -219,7 +258,11 @@ async fn the_editor_opens_an_allowed_folder_and_kandan_serves_it() {
 
     // Managed: the port watcher never asks about it, and stopping the runner ends it.
     editor.runner.stop().await;
-    assert!(!accepts(port), "code-server outlived the runner");
+    assert_eq!(
+        editor_processes(&editor._data.dir),
+        Vec::<u32>::new(),
+        "code-server outlived the runner"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -247,11 +290,13 @@ async fn a_second_start_replaces_the_first() {
     let second_port = port_of(&second);
     assert_ne!(first_port, second_port);
 
-    assert!(
-        !accepts(first_port),
+    assert_eq!(
+        editor.editor_sockets().len(),
+        1,
         "the replaced code-server still listens"
     );
-    assert!(accepts(second_port));
+    assert!(!editor.serves(first_port).await);
+    assert!(editor.serves(second_port).await);
     let capabilities = &second["capabilities"];
     assert_eq!(capabilities["revokedPorts"], json!([first_port]));
     assert_eq!(capabilities["allowedPorts"], json!([second_port]));
@@ -277,7 +322,7 @@ async fn an_editor_that_crashes_has_its_port_revoked() {
     let port = port_of(&status);
 
     let since = SystemTime::now();
-    process_tree::signal(&[listener_pid(port)], Signal::Kill);
+    process_tree::signal(&[editor_server_pid(&editor._data.dir)], Signal::Kill);
     let exit = editor.exit_status(since).await;
     assert_eq!(exit["ok"], true);
     assert_eq!(exit["cwd"], json!(editor.harness.project.dir));
@@ -329,7 +374,7 @@ async fn the_desktop_opens_the_editor_the_way_kandan_does() {
     let mut events = editor.runner.events();
 
     let address = editor.runner.open_editor().await.unwrap();
-    assert!(accepts(address.port));
+    assert!(editor.serves(address.port).await);
     let folder = editor.harness.project.dir.to_string_lossy().into_owned();
     assert!(address.path.starts_with("/?folder="), "{address:?}");
     assert_eq!(
@@ -351,7 +396,7 @@ async fn the_desktop_opens_the_editor_the_way_kandan_does() {
     // A second open reuses the running editor.
     assert_eq!(editor.runner.open_editor().await.unwrap(), address);
 
-    process_tree::signal(&[listener_pid(address.port)], Signal::Kill);
+    process_tree::signal(&[editor_server_pid(&editor._data.dir)], Signal::Kill);
     match next_editor_event(&mut events).await {
         RunnerEvent::EditorExited { reason } => {
             assert!(reason.starts_with("code-server exited"), "{reason}");
@@ -463,7 +508,7 @@ async fn the_runtime_from_kandan_is_verified_retried_cached_and_runs_the_editor(
         })
         .await;
     assert_eq!(heartbeat.payload["capabilities"]["localEditor"], true);
-    assert!(accepts(port_of(&status)));
+    assert!(editor.serves(port_of(&status)).await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -615,7 +660,7 @@ async fn collaboration_installs_the_extension_and_serves_its_server_as_a_managed
         json!([editor_port, server_port])
     );
     assert_eq!(exit["capabilities"]["allowedPorts"], json!([]));
-    assert!(!accepts(editor_port));
+    assert_eq!(editor.editor_sockets(), Vec::<PathBuf>::new());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use linzumi_engine::forwarding::guard::{self, LocalTarget, MAX_HEADERS, Refused};
+use linzumi_engine::forwarding::routes::{Endpoint, Routes};
 
 /// Runs the forwarding guard (protocol §6.3) and checks what it promises about anything
 /// it lets through: the target is `127.0.0.1:<allowed port>`, the path is origin-form,
@@ -17,7 +18,8 @@ pub fn check_admit(
 ) -> Option<LocalTarget> {
     let count = headers.len();
     let listed = guard::connection_tokens(&headers);
-    let target = match guard::admit(allowed, port, path, query, headers) {
+    let routes = Routes::loopback(allowed.iter().copied());
+    let target = match guard::admit(&routes, port, path, query, headers) {
         Ok(target) => target,
         Err(Refused::PortNotAllowed(refused)) => {
             assert_eq!(refused, port);
@@ -31,6 +33,7 @@ pub fn check_admit(
         "admitted port {port} not in {allowed:?}"
     );
     assert_eq!(target.port, port);
+    assert_eq!(target.endpoint, Endpoint::Loopback);
     assert!(count <= MAX_HEADERS, "admitted {count} headers");
     let authority = format!("127.0.0.1:{port}");
     assert_eq!(target.authority(), authority);

@@ -292,6 +292,7 @@ mod tests {
             code_server_bin: "code-server".into(),
             cwd: dir.clone(),
             data_dir: dir.clone(),
+            isolation: crate::editor::listen::Isolation::of_this_platform(),
         };
         let user = spec.user_data_dir().join("User");
         std::fs::create_dir_all(&user).unwrap();

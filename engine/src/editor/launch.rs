@@ -1,18 +1,20 @@
-//! Starting code-server for a folder: loopback only, on a free port, with the runner's
-//! own user-data, extensions and config (nothing of the person's own code-server setup is
-//! read or written), and ready only once it answers HTTP.
+//! Starting code-server for a folder where only the runner reaches it (see [`listen`]),
+//! with the runner's own user-data, extensions and config (nothing of the person's own
+//! code-server setup is read or written), and ready only once it answers HTTP the way
+//! Kandan's requests reach it.
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Empty;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tokio::process::Command;
 use tracing::debug;
 
+use super::listen::{Isolation, ListenError, Listener};
 use crate::child_process::{ChildTree, OutputTail, Readiness};
+use crate::forwarding::guard::{self, LocalTarget};
+use crate::forwarding::local_http::LocalHttp;
+use crate::forwarding::routes::{Endpoint, Routes};
 use crate::process_tree::Signal;
 
 /// How long code-server may take to answer its health check.
@@ -21,7 +23,7 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const READY_POLL: Duration = Duration::from_millis(100);
 /// How many output lines are kept for error messages.
 const OUTPUT_TAIL: usize = 15;
-/// How many free ports are tried when another process takes the one picked.
+/// How many listeners are tried when another process takes the port picked.
 const PORT_ATTEMPTS: usize = 3;
 /// How long code-server gets to clean up after SIGINT.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -44,6 +46,7 @@ pub struct LaunchSpec {
     pub cwd: PathBuf,
     /// The runner's editor folder: `user-data/`, `extensions/` and `config.yaml`.
     pub data_dir: PathBuf,
+    pub isolation: Isolation,
 }
 
 impl LaunchSpec {
@@ -114,8 +117,8 @@ pub enum LaunchError {
     Io(std::io::Error),
     #[error("could not prepare the editor folder {path}: {reason}")]
     Folder { path: PathBuf, reason: String },
-    #[error("no free loopback port for the editor: {0}")]
-    NoPort(std::io::Error),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
     #[error("code-server could not listen on 127.0.0.1:{port}: the port is in use")]
     PortInUse { port: u16 },
     #[error("code-server exited before it was ready ({status}); its last output:\n{tail}")]
@@ -133,13 +136,19 @@ pub enum LaunchError {
 /// A code-server that answers HTTP.
 pub struct CodeServer {
     process: ChildTree,
-    port: u16,
+    listener: Listener,
     output: OutputTail,
 }
 
 impl CodeServer {
+    /// The number Kandan addresses it by.
     pub fn port(&self) -> u16 {
-        self.port
+        self.listener.port()
+    }
+
+    /// Where the forwarder dials that number.
+    pub fn endpoint(&self) -> Endpoint {
+        self.listener.endpoint()
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -162,13 +171,13 @@ impl CodeServer {
     }
 }
 
-/// Starts code-server on a free loopback port and waits until it answers `/healthz`.
+/// Starts code-server where only the runner reaches it and waits until it answers
+/// `/healthz`.
 pub async fn launch(spec: &LaunchSpec) -> Result<CodeServer, LaunchError> {
     spec.prepare()?;
     let mut last_error = None;
     for _ in 0..PORT_ATTEMPTS {
-        let port = free_loopback_port().map_err(LaunchError::NoPort)?;
-        match launch_on(spec, port).await {
+        match launch_on(spec, Listener::open(spec.isolation)?).await {
             // Another process took the port between our probe and code-server's bind.
             Err(LaunchError::PortInUse { port }) => {
                 last_error = Some(LaunchError::PortInUse { port });
@@ -176,17 +185,17 @@ pub async fn launch(spec: &LaunchSpec) -> Result<CodeServer, LaunchError> {
             other => return other,
         }
     }
-    Err(last_error.unwrap_or_else(|| LaunchError::NoPort(std::io::ErrorKind::AddrInUse.into())))
+    Err(last_error
+        .unwrap_or_else(|| ListenError::NoPort(std::io::ErrorKind::AddrInUse.into()).into()))
 }
 
-async fn launch_on(spec: &LaunchSpec, port: u16) -> Result<CodeServer, LaunchError> {
+async fn launch_on(spec: &LaunchSpec, listener: Listener) -> Result<CodeServer, LaunchError> {
+    let port = listener.port();
+    let health = health_check(&listener)?;
     let mut command = spec.command();
+    listener.configure(&mut command);
     command
         .args([
-            "--bind-addr",
-            &format!("127.0.0.1:{port}"),
-            "--auth",
-            "none",
             // Its /proxy/<port> routes would reach any local port, past the approvals.
             "--disable-proxy",
             "--disable-telemetry",
@@ -208,14 +217,14 @@ async fn launch_on(spec: &LaunchSpec, port: u16) -> Result<CodeServer, LaunchErr
     })?;
     let output =
         process.capture_output(OUTPUT_TAIL, |line| debug!(target: "code_server", "{line}"));
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let local = LocalHttp::default();
     match process
-        .wait_ready(READY_TIMEOUT, READY_POLL, || healthy(&client, port))
+        .wait_ready(READY_TIMEOUT, READY_POLL, || healthy(&local, &health))
         .await
     {
         Readiness::Ready => Ok(CodeServer {
             process,
-            port,
+            listener,
             output,
         }),
         Readiness::Exited(_) if output.text().contains("EADDRINUSE") => {
@@ -233,18 +242,27 @@ async fn launch_on(spec: &LaunchSpec, port: u16) -> Result<CodeServer, LaunchErr
     }
 }
 
+/// `GET /healthz` as the forwarder sends it to the listener: through the same guard
+/// and to the same endpoint as Kandan's requests.
+fn health_check(listener: &Listener) -> Result<LocalTarget, LaunchError> {
+    let mut routes = Routes::default();
+    routes.allow(listener.port(), listener.endpoint());
+    guard::admit(&routes, listener.port(), "/healthz", None, Vec::new())
+        .map_err(|refused| LaunchError::Io(std::io::Error::other(refused.to_string())))
+}
+
 /// Whether code-server answers its health check with a success.
-async fn healthy(
-    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
-    port: u16,
-) -> bool {
-    let Ok(uri) = format!("http://127.0.0.1:{port}/healthz").parse::<hyper::Uri>() else {
-        return false;
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), client.get(uri)).await,
-        Ok(Ok(response)) if response.status().is_success()
-    )
+async fn healthy(local: &LocalHttp, health: &LocalTarget) -> bool {
+    let answer = local
+        .once(
+            health,
+            "GET",
+            Bytes::new(),
+            64 * 1024,
+            Duration::from_secs(2),
+        )
+        .await;
+    matches!(answer, Ok(response) if (200..300).contains(&response.status))
 }
 
 /// A port nothing listens on right now, from the OS.
@@ -280,6 +298,7 @@ mod tests {
             code_server_bin: "/nonexistent/code-server".into(),
             cwd: std::env::temp_dir(),
             data_dir: dir.clone(),
+            isolation: Isolation::of_this_platform(),
         };
         let error = launch(&spec).await.err().unwrap();
         assert!(error.to_string().contains("--code-server-bin"), "{error}");
@@ -303,6 +322,7 @@ mod tests {
             code_server_bin: fake.clone(),
             cwd: std::env::temp_dir(),
             data_dir: dir.join("data"),
+            isolation: Isolation::of_this_platform(),
         };
         let error = launch(&spec).await.err().unwrap();
         let text = error.to_string();

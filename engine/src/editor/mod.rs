@@ -1,13 +1,15 @@
 //! The local code-server editor (seed `runner.ts`: `start_local_editor`, the editor
 //! status, the exit watch and managed ports).
 //!
-//! A start opens a folder inside the allowed roots in code-server on a free loopback
-//! port; its port (and the collaboration server's) becomes a managed forward port:
-//! forwarded without a prompt and never offered as a dev server. A second start replaces
-//! the first. When the editor exits on its own its ports are revoked and Kandan is told,
-//! unless a newer start already replaced it (see [`state`]).
+//! A start opens a folder inside the allowed roots in code-server, where only the runner
+//! reaches it ([`listen`]); the port number Kandan addresses it by (and the collaboration
+//! server's port) becomes a managed forward port: forwarded without a prompt and never
+//! offered as a dev server. A second start replaces the first. When the editor exits on
+//! its own its ports are revoked and Kandan is told, unless a newer start already
+//! replaced it (see [`state`]).
 pub mod collaboration;
 pub mod launch;
+pub mod listen;
 pub mod runtime;
 pub mod runtime_source;
 pub mod state;
@@ -27,12 +29,14 @@ use crate::runner::allowed_cwd;
 use crate::runner::state::{self as state_of_runner, RunnerState};
 use collaboration::{CollaborationAccess, CollaborationServer};
 use launch::{CodeServer, LaunchSpec};
+use listen::Isolation;
 use runtime_source::EditorRuntime;
 use state::{EditorSlot, RunningEditor};
 
 pub const STATUS_EVENT: &str = "local_editor_status";
 
-/// Where a running editor serves the shared folder: `http://127.0.0.1:<port><path>`.
+/// Where a running editor serves the shared folder: `<path>` on Kandan's preview of
+/// `port` (the only way to it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EditorAddress {
     pub port: u16,
@@ -175,6 +179,7 @@ impl LocalEditor {
             code_server_bin: bin.clone(),
             cwd: cwd.clone(),
             data_dir: context.data_dir.clone(),
+            isolation: Isolation::of_this_platform(),
         };
         let mut collaboration = match &control.collaboration {
             Some(block) => {
@@ -201,6 +206,7 @@ impl LocalEditor {
             generation,
             cwd: cwd.clone(),
             port: editor.port(),
+            endpoint: editor.endpoint(),
             collaboration_port: collaboration.as_ref().map(|(_, server)| server.port),
         };
         // Starts are serialised, so nothing newer can have begun meanwhile.

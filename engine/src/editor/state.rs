@@ -6,12 +6,17 @@
 //! revokes the newer editor's ports.
 use std::path::PathBuf;
 
+use crate::forwarding::routes::Endpoint;
+
 /// The editor that is running.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunningEditor {
     pub generation: u64,
     pub cwd: PathBuf,
+    /// The number Kandan addresses it by.
     pub port: u16,
+    /// Where the forwarder dials `port`.
+    pub endpoint: Endpoint,
     /// The collaboration server's port, when the editor was started with one.
     pub collaboration_port: Option<u16>,
 }
@@ -84,6 +89,7 @@ mod tests {
             generation,
             cwd: "/w".into(),
             port,
+            endpoint: Endpoint::Loopback,
             collaboration_port: None,
         }
     }

@@ -1,6 +1,5 @@
 //! `forward_http_request` → `forward:http_response` (protocol §6.2): one bounded request
 //! to a local port, its body and the answer's body in base64.
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use base64::Engine;
@@ -10,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::guard::{self, MAX_CONTROL_BODY, Refused};
 use super::local_http::LocalHttp;
+use super::routes::Routes;
 use crate::protocol::controls::ForwardHttpRequest;
 
 pub const RESPONSE_EVENT: &str = "forward:http_response";
@@ -17,11 +17,7 @@ pub const RESPONSE_EVENT: &str = "forward:http_response";
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The `forward:http_response` payload for a request.
-pub async fn forward(
-    local: &LocalHttp,
-    allowed: &BTreeSet<u16>,
-    request: ForwardHttpRequest,
-) -> Value {
+pub async fn forward(local: &LocalHttp, allowed: &Routes, request: ForwardHttpRequest) -> Value {
     let request_id = request.request_id.clone();
     match exchange(local, allowed, request).await {
         Ok((status, headers, body)) => json!({"requestId": request_id, "ok": true,
@@ -32,7 +28,7 @@ pub async fn forward(
 
 async fn exchange(
     local: &LocalHttp,
-    allowed: &BTreeSet<u16>,
+    allowed: &Routes,
     request: ForwardHttpRequest,
 ) -> Result<(u16, Vec<(String, String)>, Bytes), String> {
     let headers = guard::header_pairs(request.headers.as_ref()).map_err(|e| e.to_string())?;

@@ -1,8 +1,9 @@
 //! The rules every forwarded request passes (protocol §6.3): the runner, never Kandan,
-//! decides where a request goes. The target is always `127.0.0.1:<port>` with the port
-//! in `allowedPorts` right now; the path must be origin-form; hop-by-hop headers are
-//! dropped; Host and Origin are made to agree with the local target.
-use std::collections::BTreeSet;
+//! decides where a request goes. The target is always the port's endpoint in the routes
+//! right now (`127.0.0.1:<port>`, or the editor's private socket); the path must be
+//! origin-form; hop-by-hop headers are dropped; Host and Origin are made to agree with
+//! `127.0.0.1:<port>`; an endpoint's secret cookie is added here and nowhere else.
+use super::routes::{Endpoint, Routes, SecretCookie};
 
 /// Request and response bodies on the control path are at most this large: in base64
 /// they stay inside the 8 MiB Phoenix frame limit. Larger ones go through the tunnel.
@@ -42,6 +43,8 @@ impl Refused {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalTarget {
     pub port: u16,
+    /// Where the port is dialled.
+    pub endpoint: Endpoint,
     /// Origin-form path plus query: `/a/b?c=d`.
     pub path_and_query: String,
     pub headers: Vec<(String, String)>,
@@ -55,15 +58,15 @@ impl LocalTarget {
 
 /// Checks and rewrites a request for `port` (`query` without its `?`).
 pub fn admit(
-    allowed: &BTreeSet<u16>,
+    routes: &Routes,
     port: u16,
     path: &str,
     query: Option<&str>,
     headers: Vec<(String, String)>,
 ) -> Result<LocalTarget, Refused> {
-    if !allowed.contains(&port) {
+    let Some(endpoint) = routes.endpoint(port) else {
         return Err(Refused::PortNotAllowed(port));
-    }
+    };
     check_origin_form(path)?;
     if headers.len() > MAX_HEADERS {
         return Err(Refused::BadRequest(format!(
@@ -79,10 +82,15 @@ pub fn admit(
         path_and_query.push('?');
         path_and_query.push_str(query);
     }
+    let mut headers = local_headers(port, headers);
+    if let Endpoint::LoopbackWithCookie(cookie) = endpoint {
+        headers = with_secret_cookie(headers, cookie);
+    }
     Ok(LocalTarget {
         port,
+        endpoint: endpoint.clone(),
         path_and_query,
-        headers: local_headers(port, headers),
+        headers,
     })
 }
 
@@ -153,6 +161,31 @@ fn local_headers(port: u16, headers: Vec<(String, String)>) -> Vec<(String, Stri
     kept
 }
 
+/// The headers with every `Cookie` header merged into one that carries `cookie`, and no
+/// other cookie of its name: whatever a browser sends under that name is dropped, so only
+/// the runner's value ever reaches the server.
+fn with_secret_cookie(
+    headers: Vec<(String, String)>,
+    cookie: &SecretCookie,
+) -> Vec<(String, String)> {
+    let (cookies, mut kept): (Vec<_>, Vec<_>) = headers
+        .into_iter()
+        .partition(|(name, _)| name.eq_ignore_ascii_case("cookie"));
+    let mut pairs: Vec<&str> = cookies
+        .iter()
+        .flat_map(|(_, value)| value.split(';'))
+        .map(str::trim)
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(name, _)| name).trim();
+            !pair.is_empty() && name != cookie.name
+        })
+        .collect();
+    let secret = format!("{}={}", cookie.name, cookie.value);
+    pairs.push(&secret);
+    kept.push(("cookie".into(), pairs.join("; ")));
+    kept
+}
+
 fn valid_header(name: &str, value: &str) -> bool {
     http::HeaderName::from_bytes(name.as_bytes()).is_ok()
         && http::HeaderValue::from_str(value).is_ok()
@@ -218,8 +251,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn allowed() -> BTreeSet<u16> {
-        [3000].into_iter().collect()
+    fn allowed() -> Routes {
+        Routes::loopback([3000])
     }
 
     fn header<'a>(target: &'a LocalTarget, name: &str) -> Option<&'a str> {
@@ -293,6 +326,62 @@ mod tests {
             assert_eq!(header(&target, gone), None, "{gone}");
         }
         assert_eq!(target.headers.len(), 3);
+    }
+
+    #[test]
+    fn a_secret_cookie_is_the_runners_whatever_the_browser_sends() {
+        let mut routes = allowed();
+        let cookie = SecretCookie {
+            name: "code-server-session",
+            value: "runner-secret".into(),
+        };
+        routes.allow(4000, Endpoint::LoopbackWithCookie(cookie));
+        let headers = vec![
+            ("Cookie".into(), "a=1; code-server-session=forged".into()),
+            (
+                "cookie".into(),
+                " code-server-session = forged2 ;b=2".into(),
+            ),
+        ];
+        let target = admit(&routes, 4000, "/", None, headers.clone()).unwrap();
+        let cookies: Vec<_> = target
+            .headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("cookie"))
+            .collect();
+        assert_eq!(
+            cookies,
+            vec![&(
+                "cookie".to_owned(),
+                "a=1; b=2; code-server-session=runner-secret".to_owned()
+            )]
+        );
+        // Another port never gets it, and keeps the browser's cookies as they were.
+        let plain = admit(&routes, 3000, "/", None, headers).unwrap();
+        assert_eq!(plain.endpoint, Endpoint::Loopback);
+        assert!(
+            !plain
+                .headers
+                .iter()
+                .any(|(_, value)| value.contains("runner-secret"))
+        );
+        assert_eq!(
+            header(&plain, "cookie"),
+            Some("a=1; code-server-session=forged")
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_private_socket_is_the_target_but_host_still_names_the_port() {
+        let mut routes = allowed();
+        routes.allow(4000, Endpoint::UnixSocket("/run/editor.sock".into()));
+        let target = admit(&routes, 4000, "/", None, vec![]).unwrap();
+        assert_eq!(
+            target.endpoint,
+            Endpoint::UnixSocket("/run/editor.sock".into())
+        );
+        assert_eq!(header(&target, "host"), Some("127.0.0.1:4000"));
     }
 
     #[test]

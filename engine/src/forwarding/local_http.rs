@@ -1,6 +1,7 @@
-//! Requests to the local dev server, through a pooled HTTP/1.1 client (hyper). Used
-//! streaming by the tunnel, and bounded (body size and time) by the one-request control
-//! path (`forward_http_request`).
+//! Requests to the local dev server, through a pooled HTTP/1.1 client (hyper), or to a
+//! private Unix socket (the editor) over a connection of their own. Used streaming by the
+//! tunnel, and bounded (body size and time) by the one-request control path
+//! (`forward_http_request`).
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,6 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::guard::{LocalTarget, connection_tokens, is_hop_by_hop};
+use super::routes::Endpoint;
 
 pub type RequestBody = BoxBody<Bytes, std::io::Error>;
 
@@ -76,7 +78,14 @@ impl LocalHttp {
     ) -> Result<hyper::Response<Incoming>, LocalError> {
         let method = http::Method::from_bytes(method.as_bytes())
             .map_err(|_| LocalError::BadRequest(format!("{method:?} is not an HTTP method")))?;
-        let uri = format!("http://{}{}", target.authority(), target.path_and_query);
+        // On a connection of its own the request line is origin-form (Host is a header).
+        let uri = match target.endpoint {
+            Endpoint::Loopback | Endpoint::LoopbackWithCookie(_) => {
+                format!("http://{}{}", target.authority(), target.path_and_query)
+            }
+            #[cfg(unix)]
+            Endpoint::UnixSocket(_) => target.path_and_query.clone(),
+        };
         let mut request = http::Request::builder().method(method).uri(uri);
         for (name, value) in &target.headers {
             request = request.header(name, value);
@@ -84,16 +93,22 @@ impl LocalHttp {
         let request = request
             .body(body)
             .map_err(|error| LocalError::BadRequest(error.to_string()))?;
-        self.client.request(request).await.map_err(|error| {
-            if error.is_connect() {
-                LocalError::ConnectFailed {
-                    port: target.port,
-                    reason: source_message(&error),
-                }
-            } else {
-                LocalError::Upstream(source_message(&error))
+        match &target.endpoint {
+            Endpoint::Loopback | Endpoint::LoopbackWithCookie(_) => {
+                self.client.request(request).await.map_err(|error| {
+                    if error.is_connect() {
+                        LocalError::ConnectFailed {
+                            port: target.port,
+                            reason: source_message(&error),
+                        }
+                    } else {
+                        LocalError::Upstream(source_message(&error))
+                    }
+                })
             }
-        })
+            #[cfg(unix)]
+            Endpoint::UnixSocket(_) => send_on_own_connection(target, request).await,
+        }
     }
 
     /// One request with its whole body in memory (the control path), within `limit`
@@ -132,6 +147,31 @@ impl LocalHttp {
             .await
             .unwrap_or(Err(LocalError::Timeout(timeout)))
     }
+}
+
+/// Sends one request over a new connection to the target's endpoint. Only the editor is
+/// reached this way; a Unix socket connects in microseconds, so nothing is pooled.
+#[cfg(unix)]
+async fn send_on_own_connection(
+    target: &LocalTarget,
+    request: http::Request<RequestBody>,
+) -> Result<hyper::Response<Incoming>, LocalError> {
+    let stream = super::local_stream::connect(target)
+        .await
+        .map_err(|error| LocalError::ConnectFailed {
+            port: target.port,
+            reason: error.to_string(),
+        })?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|error| LocalError::Upstream(source_message(&error)))?;
+    // Drives the connection until the response body is read (or dropped).
+    tokio::spawn(connection);
+    sender
+        .send_request(request)
+        .await
+        .map_err(|error| LocalError::Upstream(source_message(&error)))
 }
 
 /// A response's headers as pairs, without hop-by-hop ones.

@@ -4,10 +4,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 
 use super::guard::LocalTarget;
+use super::local_stream::{self, LocalStream};
 use super::tunnel::frame::MAX_MESSAGE;
 
-pub type LocalSocket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type LocalSocket = tokio_tungstenite::WebSocketStream<LocalStream>;
 
 /// Opens a WebSocket to the local server of `target`, with its (guarded) headers; returns
 /// the socket and the subprotocol the server chose.
@@ -34,8 +34,11 @@ pub async fn connect(target: &LocalTarget) -> Result<(LocalSocket, Option<String
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
+    let stream = local_stream::connect(target)
+        .await
+        .map_err(|error| error.to_string())?;
     let (socket, response) =
-        tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+        tokio_tungstenite::client_async_with_config(request, stream, Some(config))
             .await
             .map_err(|error| error.to_string())?;
     let protocol = response

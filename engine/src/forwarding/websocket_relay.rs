@@ -9,7 +9,7 @@
 //! server nothing can be slowed (controls arrive on the shared runner topic), so a socket
 //! with more than [`QUEUED_BYTES`] waiting for a local server that does not read is
 //! closed with a reason that says so.
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::AbortHandle;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::routes::Routes;
 use super::{guard, local_ws};
 use crate::protocol::controls::{
     ForwardWebsocketClose, ForwardWebsocketOpen, ForwardWebsocketSend, WebsocketOpcode,
@@ -71,7 +72,7 @@ pub struct WebSocketRelays {
 }
 
 impl WebSocketRelays {
-    pub fn open(&self, emit: &Emit, allowed: &BTreeSet<u16>, control: ForwardWebsocketOpen) {
+    pub fn open(&self, emit: &Emit, allowed: &Routes, control: ForwardWebsocketOpen) {
         let socket_id = control.socket_id.clone();
         let refuse = |error: String| {
             emit.event(

@@ -16,6 +16,7 @@ use crate::codex::{CodexClient, CodexError, RuntimeOptions};
 use crate::editor::{self, LocalEditor};
 use crate::forwarding::control_http;
 use crate::forwarding::local_http::LocalHttp;
+use crate::forwarding::routes::Routes;
 use crate::forwarding::websocket_relay::{Emit, WebSocketRelays};
 use crate::protocol::controls::{
     Decision, InterruptTurn, KandanControl, ReadThread, ResolveCodexApprovalRequest, StartInstance,
@@ -98,10 +99,10 @@ impl ControlEnv {
         json!({"instanceId": self.instance_id, "controlType": control, "message": message})
     }
 
-    fn allowed_ports(&self) -> std::collections::BTreeSet<u16> {
+    fn allowed_ports(&self) -> Routes {
         self.state
             .lock()
-            .map(|state| state.forward_ports.clone())
+            .map(|state| state.routes())
             .unwrap_or_default()
     }
 

@@ -34,6 +34,7 @@ use crate::editor::runtime::RuntimeCache;
 use crate::editor::runtime_source::{EditorRuntime, RuntimeSource, RuntimeUpdate};
 use crate::editor::{EditorAddress, EditorContext, LocalEditor};
 use crate::forwarding::local_http::LocalHttp;
+use crate::forwarding::routes::Routes;
 use crate::forwarding::tunnel::{ForwardTunnel, TunnelConfig};
 use crate::forwarding::websocket_relay::WebSocketRelays;
 use crate::kandan_url::KandanUrl;
@@ -283,7 +284,8 @@ pub enum RunnerEvent {
     },
     /// The editor runtime changed state, or downloads.
     EditorRuntime(RuntimeUpdate),
-    /// code-server serves the folder on this loopback port (`path` opens the folder).
+    /// code-server serves the folder; Kandan's preview of this port reaches it (`path`
+    /// opens the folder).
     EditorStarted {
         port: u16,
         path: String,
@@ -394,10 +396,7 @@ impl Runner {
             config.tls = config.tls.or_else(|| options.kandan.tls.clone());
             let ports = state.clone();
             start_tunnel(config, local.clone(), move || {
-                ports
-                    .lock()
-                    .map(|state| state.forward_ports.clone())
-                    .unwrap_or_default()
+                ports.lock().map(|state| state.routes()).unwrap_or_default()
             })
         });
         let instance_id = format!("codex-{}", uuid::Uuid::new_v4());
@@ -1023,7 +1022,7 @@ fn editor_runtime(
 fn start_tunnel(
     mut config: TunnelConfig,
     local: LocalHttp,
-    ports: impl Fn() -> BTreeSet<u16> + Send + Sync + 'static,
+    ports: impl Fn() -> Routes + Send + Sync + 'static,
 ) -> Option<ForwardTunnel> {
     if config.url.scheme() == "wss" && config.tls.is_none() {
         match crate::tls::client_config_from_env() {

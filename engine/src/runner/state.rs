@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::allowed_cwd::{self, AllowedRoot};
 use crate::editor::runtime::{RuntimeState, RuntimeStatus};
 use crate::editor::state::RunningEditor;
+use crate::forwarding::routes::Routes;
 
 #[derive(Debug, Clone)]
 pub struct RunnerState {
@@ -40,6 +41,18 @@ impl RunnerState {
             .iter()
             .map(|root| root.configured.clone())
             .collect()
+    }
+
+    /// Where forwarding may go now: every forward port on `127.0.0.1`, except the
+    /// running editor's, which is dialled where only the runner reaches it.
+    pub fn routes(&self) -> Routes {
+        let mut routes = Routes::loopback(self.forward_ports.iter().copied());
+        if let Some(editor) = &self.editor
+            && self.forward_ports.contains(&editor.port)
+        {
+            routes.allow(editor.port, editor.endpoint.clone());
+        }
+        routes
     }
 
     pub fn capabilities(&self) -> Value {
@@ -113,6 +126,7 @@ pub fn capabilities_of(state: &std::sync::Mutex<RunnerState>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::forwarding::routes::{Endpoint, SecretCookie};
 
     #[test]
     fn capabilities_reflect_roots_and_ports() {
@@ -166,6 +180,7 @@ mod tests {
                 generation: 1,
                 cwd: "/w/app".into(),
                 port: 8080,
+                endpoint: Endpoint::Loopback,
                 collaboration_port: None,
             }),
             app_server_pid: None,
@@ -180,6 +195,37 @@ mod tests {
         assert_eq!(capabilities["localEditorStatus"], "running");
         assert_eq!(capabilities["localEditorCwd"], "/w/app");
         assert_eq!(capabilities["localEditorPort"], 8080);
+    }
+
+    #[test]
+    fn the_running_editors_port_is_dialled_at_its_own_endpoint() {
+        let secret = Endpoint::LoopbackWithCookie(SecretCookie {
+            name: "code-server-session",
+            value: "s".into(),
+        });
+        let mut state = RunnerState {
+            cwd: "/w".into(),
+            allowed_roots: vec![],
+            shared_roots: vec![],
+            forward_ports: [3000, 8080].into_iter().collect(),
+            managed_ports: [8080].into_iter().collect(),
+            tool_status: None,
+            editor_runtime: None,
+            editor: Some(RunningEditor {
+                generation: 1,
+                cwd: "/w".into(),
+                port: 8080,
+                endpoint: secret.clone(),
+                collaboration_port: None,
+            }),
+            app_server_pid: None,
+        };
+        let routes = state.routes();
+        assert_eq!(routes.endpoint(3000), Some(&Endpoint::Loopback));
+        assert_eq!(routes.endpoint(8080), Some(&secret));
+        // Revoked (no longer a forward port): not reachable at all.
+        state.forward_ports.remove(&8080);
+        assert_eq!(state.routes().endpoint(8080), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 #[path = "../support/capture.rs"]
 mod capture;
+mod editor;
 #[path = "../support/rogue_servers.rs"]
 mod rogue_servers;
 #[path = "../support/mod.rs"]

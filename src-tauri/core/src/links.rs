@@ -22,11 +22,6 @@ pub fn channel(kandan: &KandanUrl, workspace: &str, channel: &str) -> Url {
     with_segments(kandan, &[workspace, "channels", channel])
 }
 
-/// The folder's editor on this computer; `path` is the engine's `/?folder=…`.
-pub fn local_editor(port: u16, path: &str) -> Result<Url, url::ParseError> {
-    Url::parse(&format!("http://127.0.0.1:{port}"))?.join(path)
-}
-
 fn with_segments(kandan: &KandanUrl, segments: &[&str]) -> Url {
     let mut url = kandan.http_base();
     if let Ok(mut path) = url.path_segments_mut() {
@@ -56,16 +51,6 @@ mod tests {
         assert_eq!(
             channel(&kandan(), "acme", "a/b?c").as_str(),
             "https://serve.kandan.test/acme/channels/a%2Fb%3Fc"
-        );
-    }
-
-    #[test]
-    fn the_editor_opens_on_loopback_with_the_folder() {
-        assert_eq!(
-            local_editor(8443, "/?folder=%2Fhome%2Fme%2Fapp")
-                .unwrap()
-                .as_str(),
-            "http://127.0.0.1:8443/?folder=%2Fhome%2Fme%2Fapp"
         );
     }
 }

@@ -8,7 +8,7 @@
 pub mod frame;
 mod streams;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -28,6 +28,7 @@ use self::frame::{
     Frame, FrameError, INITIAL_WINDOW, Kind, MAX_FRAME, MAX_JSON, MAX_STREAMS, Open, OpenKind,
 };
 use super::local_http::LocalHttp;
+use super::routes::Routes;
 use crate::phoenix::Backoff;
 
 /// The subprotocol that names this framing.
@@ -39,8 +40,8 @@ const READ_BUFFER: usize = 16 * 1024;
 /// The most send credit a stream holds at once.
 const MAX_CREDIT: usize = 64 * 1024 * 1024;
 
-/// The ports forwarding may reach right now.
-pub type AllowedPorts = Arc<dyn Fn() -> BTreeSet<u16> + Send + Sync>;
+/// The ports forwarding may reach right now, and where each is dialled.
+pub type AllowedPorts = Arc<dyn Fn() -> Routes + Send + Sync>;
 
 #[derive(Clone)]
 pub struct TunnelConfig {

@@ -1,6 +1,5 @@
 //! One tunnel stream each: an HTTP exchange or a WebSocket relay with a local port. Every
 //! stream passes the same guard as the control path before anything reaches the port.
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,6 +16,7 @@ use super::{StreamContext, StreamInput};
 use crate::forwarding::guard::{self, LocalTarget};
 use crate::forwarding::local_http::{LocalHttp, RequestBody, response_headers};
 use crate::forwarding::local_ws::{self, LocalSocket};
+use crate::forwarding::routes::Routes;
 
 /// What a stream needs to send frames back, apart from its input.
 #[derive(Clone)]
@@ -92,7 +92,7 @@ impl Sender {
     }
 }
 
-fn admit(sender: &Sender, open: Open, allowed: &BTreeSet<u16>) -> Option<LocalTarget> {
+fn admit(sender: &Sender, open: Open, allowed: &Routes) -> Option<LocalTarget> {
     match guard::admit(
         allowed,
         open.port,
@@ -109,12 +109,7 @@ fn admit(sender: &Sender, open: Open, allowed: &BTreeSet<u16>) -> Option<LocalTa
 }
 
 /// An HTTP exchange: the request body from Kandan, the response streamed back.
-pub(crate) async fn http(
-    context: StreamContext,
-    open: Open,
-    allowed: &BTreeSet<u16>,
-    local: &LocalHttp,
-) {
+pub(crate) async fn http(context: StreamContext, open: Open, allowed: &Routes, local: &LocalHttp) {
     let sender = Sender::of(&context);
     let method = open.method.clone();
     let Some(target) = admit(&sender, open, allowed) else {
@@ -202,7 +197,7 @@ fn request_body(input: mpsc::UnboundedReceiver<StreamInput>, sender: Sender) -> 
 
 /// A WebSocket relay between Kandan and a local server. Close codes pass both ways in
 /// `END`; a close the relay causes is 1011 towards the browser.
-pub(crate) async fn websocket(context: StreamContext, open: Open, allowed: &BTreeSet<u16>) {
+pub(crate) async fn websocket(context: StreamContext, open: Open, allowed: &Routes) {
     let sender = Sender::of(&context);
     let Some(target) = admit(&sender, open, allowed) else {
         return;
