@@ -25,6 +25,8 @@ pub enum Refused {
     BodyTooLarge { size: usize, limit: usize },
     #[error("bad_request: {0}")]
     BadRequest(String),
+    #[error("busy: {0}; try again when some have finished")]
+    Busy(String),
 }
 
 impl Refused {
@@ -35,6 +37,7 @@ impl Refused {
             Refused::PathNotOriginForm(_) => "path_not_origin_form",
             Refused::BodyTooLarge { .. } => "body_too_large",
             Refused::BadRequest(_) => "bad_open",
+            Refused::Busy(_) => "busy",
         }
     }
 }

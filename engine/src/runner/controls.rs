@@ -76,6 +76,11 @@ pub struct ControlEnv {
     pub emit: Emit,
     /// The local editor, when this runner has one.
     pub editor: Option<LocalEditor>,
+    /// Control-path requests under way.
+    pub in_flight: control_http::InFlight,
+    /// Held while a `start_instance` counts Codex's threads and starts one, so that
+    /// concurrent starts cannot pass the cap together.
+    pub starting: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl ControlEnv {
@@ -176,7 +181,9 @@ pub async fn handle(env: ControlEnv, control: KandanControl) -> ControlOutcome {
             return env.response(kind, json!({"ok": false, "error": "thread_not_bound"}));
         }
         KandanControl::ForwardHttpRequest(request) => {
-            let payload = control_http::forward(&env.local, &env.allowed_ports(), request).await;
+            let payload =
+                control_http::forward(&env.local, &env.allowed_ports(), &env.in_flight, request)
+                    .await;
             return ControlOutcome::Reply {
                 event: control_http::RESPONSE_EVENT,
                 payload,
@@ -249,12 +256,51 @@ async fn start_instance(env: &ControlEnv, control: StartInstance) -> ControlOutc
         Ok(codex) => codex,
         Err(message) => return env.error(kind, message),
     };
+    let _starting = env.starting.lock().await;
+    match loaded_threads(codex).await {
+        Ok(loaded) if loaded >= MAX_LOADED_THREADS => {
+            return env.response(
+                kind,
+                json!({"ok": false, "error": format!(
+                    "too_many_threads: Codex already holds {loaded} threads on this computer \
+                     (at most {MAX_LOADED_THREADS}); kill_instance restarts it empty"
+                )}),
+            );
+        }
+        Ok(_) => {}
+        Err(error) => return env.error(kind, error.to_string()),
+    }
     match codex.call::<_, Value>(methods::THREAD_START, &params).await {
         Ok(response) => env.response(
             kind,
             json!({"ok": true, "cwd": resolved.cwd, "matchedRoot": resolved.matched_root, "response": response}),
         ),
         Err(error) => env.error(kind, error.to_string()),
+    }
+}
+
+/// How many threads Kandan may have the app-server hold (each keeps its history in
+/// Codex's memory; about 1,400 took it to 885 MB). Threads stay loaded until Codex
+/// restarts, so past this `start_instance` is refused [designed].
+pub const MAX_LOADED_THREADS: usize = 64;
+
+/// The threads the app-server holds now (`thread/loaded/list`), counted up to one past
+/// the cap.
+async fn loaded_threads(codex: &CodexClient) -> Result<usize, CodexError> {
+    let mut count = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let page: Value = codex
+            .call(
+                methods::THREAD_LOADED_LIST,
+                &json!({"cursor": cursor, "limit": MAX_LOADED_THREADS}),
+            )
+            .await?;
+        count += page["data"].as_array().map_or(0, Vec::len);
+        cursor = page["nextCursor"].as_str().map(str::to_owned);
+        if cursor.is_none() || count > MAX_LOADED_THREADS {
+            return Ok(count);
+        }
     }
 }
 
@@ -414,6 +460,8 @@ mod tests {
             relays: WebSocketRelays::default(),
             emit: Emit::new(|_, _, _| {}),
             editor: None,
+            in_flight: control_http::InFlight::default(),
+            starting: Arc::default(),
         }
     }
 

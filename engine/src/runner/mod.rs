@@ -33,6 +33,7 @@ use crate::editor::collaboration::CollaborationAccess;
 use crate::editor::runtime::RuntimeCache;
 use crate::editor::runtime_source::{EditorRuntime, RuntimeSource, RuntimeUpdate};
 use crate::editor::{EditorAddress, EditorContext, LocalEditor};
+use crate::forwarding::control_http;
 use crate::forwarding::local_http::LocalHttp;
 use crate::forwarding::routes::Routes;
 use crate::forwarding::tunnel::{ForwardTunnel, TunnelConfig};
@@ -447,6 +448,8 @@ impl Runner {
         let loop_state = Loop {
             editor: editor.clone(),
             local,
+            in_flight: control_http::InFlight::default(),
+            starting: Arc::default(),
             relays: WebSocketRelays::default(),
             _tunnel: tunnel,
             outcomes: outcomes_tx,
@@ -596,6 +599,8 @@ async fn first_ready(
 struct Loop {
     editor: Option<LocalEditor>,
     local: LocalHttp,
+    in_flight: control_http::InFlight,
+    starting: Arc<tokio::sync::Mutex<()>>,
     relays: WebSocketRelays,
     /// Kept for its lifetime: dropping it closes the tunnel.
     _tunnel: Option<ForwardTunnel>,
@@ -709,6 +714,8 @@ impl Loop {
             relays: self.relays.clone(),
             emit: emit_to(&self.outcomes),
             editor: self.editor.clone(),
+            in_flight: self.in_flight.clone(),
+            starting: self.starting.clone(),
         };
         let Some(control) = controls::relay_in_order(&env, control) else {
             return;

@@ -16,6 +16,7 @@ mod support;
 mod ceilings;
 mod codex_port;
 mod event_log;
+mod floods;
 mod folders;
 mod frames;
 
