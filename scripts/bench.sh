@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every benchmark of the project and writes docs/benchmarks.md with its plots
 # (docs/benchmarks/*.svg): the engine's Phoenix round trip, the runner and forwarding
-# benchmarks (3 runs each, for medians and spread), the soak and the 50-client load, the
-# desktop app's benchmarks (scripts/bench-desktop.sh, when present) and the fuzzing summary
-# (scripts/fuzz.sh short, when present). Raw results and logs go to .artifacts/bench/.
+# benchmarks (3 runs each, for medians and spread), the soak, the 50-client load, the
+# floods from Kandan, the desktop app's benchmarks (scripts/bench-desktop.sh, when present)
+# and the fuzzing summary (scripts/fuzz.sh short, when present). Raw results and logs go to .artifacts/bench/.
 #
 #   scripts/bench.sh            the full set (about 17 minutes on 2 cores, 4 of them building)
 #   scripts/bench.sh --quick    one run each, a 30 s soak, a 5 s load, 5 s per fuzz target
@@ -121,6 +121,7 @@ done
 # its own samples, the load's percentiles are over tens of thousands of requests).
 bench "soak (${LINZUMI_SOAK_SECS} s)" soak.run1 cli soak soak
 bench "load (50 clients, ${LINZUMI_LOAD_SECS} s per route)" load.run1 cli soak load
+bench "floods (forwards, start_instance, huge controls)" floods.run1 cli floods
 
 if [ -n "${LINZUMI_BENCH_SKIP_DESKTOP:-}" ]; then
   skip "desktop benchmarks" "LINZUMI_BENCH_SKIP_DESKTOP"

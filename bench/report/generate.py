@@ -118,6 +118,23 @@ BENCHES = OrderedDict(
             },
         ),
         (
+            "floods",
+            {
+                "title": "Floods from Kandan: what each costs",
+                "command": "cargo bench -p linzumi-cli --bench floods",
+                "issue": "issue 13",
+                "about": "The real `linzumi` binary in its own process; figures are its peak "
+                "resident memory (VmHWM) above where it stood before each flood, and Codex's "
+                "resident memory (the npm wrapper, the app-server and its children). 200 "
+                "`forward_http_request`s with 4 MiB bodies to a local server that never "
+                "answers (at most 16 wait, with 32 MiB of bodies; the rest are refused as "
+                "`busy`); 1,400 `start_instance`s against the real codex (at most 64 "
+                "threads); 30 controls of 7.9 MB into the event log (16 KiB a line). The "
+                "figures before the caps (1,732 MiB, 885 MB, 237 MB) are from the issue and "
+                "from the forward flood run with the caps lifted.",
+            },
+        ),
+        (
             "desktop",
             {
                 "title": "Desktop app",
