@@ -18,268 +18,22 @@
 
 #[path = "../../src-tauri/core/tests/support/mod.rs"]
 mod session;
+mod support;
 mod trayer;
 mod webdriver;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
 use kandan_test_server::{KandanTestServer, ServerConfig};
-use linzumi_desktop_core::settings::{ConfigStore, DesktopConfig};
 use mock_model_api::{CodexHome, CodexHomeOptions, MockModelApi};
 use serde_json::{Value, json};
-use session::{Session, require, wait_until};
-use webdriver::WebDriver;
-
-const APP: &str = env!("CARGO_BIN_EXE_linzumi-desktop");
-const WAIT: Duration = Duration::from_secs(60);
-
-/// dunst's dmenu: records the menu, answers with the line of the button named in ./choice.
-const PICK_SCRIPT: &str = r#"#!/bin/sh
-here=$(dirname "$0")
-menu=$(cat)
-printf '%s\n' "$menu" >> "$here/menus"
-printf '%s\n' "$menu" | grep -m1 "^#$(cat "$here/choice") "
-"#;
-
-/// The browser stand-in: remembers what the app asked to open.
-const XDG_OPEN: &str = r#"#!/bin/sh
-printf '%s\n' "$1" >> "$(dirname "$0")/../opened"
-"#;
-
-fn executable(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Everything the app runs with: the display, the bus, its own HOME and config, the
-/// browser stand-in first on PATH, codex pointed at the mock.
-struct Desk {
-    session: Session,
-    env: Vec<(String, String)>,
-    config_path: PathBuf,
-    project: PathBuf,
-}
-
-impl Desk {
-    fn new(name: &str, kandan: &KandanTestServer, codex: &CodexHome) -> Desk {
-        for program in ["dunst", "dunstctl", "xdotool"] {
-            require(program);
-        }
-        let mut session = Session::new(name);
-        session.start_bus();
-        session.start_keyring();
-        let display = session.start_xvfb();
-        let dir = session.dir.clone();
-        let bin = dir.join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
-        executable(&bin.join("xdg-open"), XDG_OPEN);
-        let project = dir.join("my-app");
-        let home = dir.join("home");
-        for folder in [&project, &home] {
-            std::fs::create_dir_all(folder).unwrap();
-        }
-
-        let config_path = dir.join("config/linzumi/desktop.json");
-        let mut config = DesktopConfig::default();
-        config.settings.kandan_url = kandan.ws_url();
-        config.settings.codex_bin = mock_model_api::codex_bin().unwrap().display().to_string();
-        config.settings.approval_policy = Some("untrusted".into());
-        config.add_folder(&project).unwrap();
-        ConfigStore::open(&config_path).save(&config).unwrap();
-
-        let path = format!(
-            "{}:{}",
-            bin.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let mut env: Vec<(String, String)> = vec![
-            ("DISPLAY".into(), display.clone()),
-            ("HOME".into(), home.display().to_string()),
-            (
-                "XDG_CONFIG_HOME".into(),
-                dir.join("config").display().to_string(),
-            ),
-            (
-                "XDG_DATA_HOME".into(),
-                dir.join("data").display().to_string(),
-            ),
-            (
-                "XDG_RUNTIME_DIR".into(),
-                dir.join("runtime").display().to_string(),
-            ),
-            (
-                "LINZUMI_DESKTOP_CONFIG".into(),
-                config_path.display().to_string(),
-            ),
-            ("PATH".into(), path),
-            ("NO_AT_BRIDGE".into(), "1".into()),
-            ("RUST_LOG".into(), "info".into()),
-        ];
-        env.extend(codex.env());
-        env.push((
-            "DBUS_SESSION_BUS_ADDRESS".into(),
-            session.bus.clone().unwrap(),
-        ));
-        Desk {
-            session,
-            env,
-            config_path,
-            project,
-        }
-    }
-
-    fn dir(&self) -> &Path {
-        &self.session.dir
-    }
-
-    /// dunst, with our dmenu script for pressing buttons.
-    fn start_dunst(&mut self) {
-        let script = self.dir().join("pick.sh");
-        executable(&script, PICK_SCRIPT);
-        let dunstrc = self.dir().join("dunstrc");
-        std::fs::write(
-            &dunstrc,
-            format!("[global]\n    dmenu = {}\n", script.display()),
-        )
-        .unwrap();
-        let mut command = Command::new("dunst");
-        command
-            .arg("-config")
-            .arg(&dunstrc)
-            .envs(self.env.iter().cloned())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
-        self.session.spawn("dunst", &mut command);
-        self.session.wait_for_name("org.freedesktop.Notifications");
-    }
-
-    /// Starts the app, its output discarded.
-    fn launch(&self) -> std::process::Child {
-        self.command(APP)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let mut command = Command::new(program);
-        command.envs(self.env.iter().cloned());
-        command
-    }
-
-    fn dunstctl(&self, args: &[&str]) -> String {
-        let output = self.command("dunstctl").args(args).output().unwrap();
-        assert!(output.status.success(), "dunstctl {args:?}: {output:?}");
-        String::from_utf8(output.stdout).unwrap()
-    }
-
-    fn displayed(&self) -> usize {
-        self.dunstctl(&["count", "displayed"])
-            .trim()
-            .parse()
-            .unwrap()
-    }
-
-    /// Launches the app a second time with `link`, as the desktop does for a
-    /// `linzumi://` URL; the running app takes it and this launch exits.
-    fn hand_over(&self, link: &str) {
-        let mut child = self
-            .command(APP)
-            .arg(link)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_until("the second launch exits", WAIT, || {
-            child.try_wait().unwrap().is_some()
-        });
-        assert!(child.wait().unwrap().success());
-    }
-
-    fn opened(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir().join("opened"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-/// The app's state as the window renders it.
-async fn snapshot(driver: &WebDriver) -> Value {
-    driver
-        .execute(
-            "return window.__TAURI__.core.invoke('get_snapshot', {});",
-            json!([]),
-        )
-        .await
-}
-
-async fn wait_for_snapshot(
-    driver: &WebDriver,
-    what: &str,
-    check: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let state = snapshot(driver).await;
-        if check(&state) {
-            return state;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting until {what}; the app shows {state:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The notice bar's text once it contains `text`.
-async fn wait_for_notice(driver: &WebDriver, text: &str) -> String {
-    driver
-        .wait_for(
-            &format!("the window says {text:?}"),
-            "const t = document.querySelector('#notice').textContent; \
-             return t.includes(arguments[0]) ? t : null;",
-            json!([text]),
-        )
-        .await
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// Clicks the window's button whose text starts with `label`.
-async fn click_button(driver: &WebDriver, label: &str) {
-    driver
-        .wait_for(
-            &format!("a {label:?} button"),
-            "const b = [...document.querySelectorAll('button')] \
-               .find((b) => b.textContent.trim().startsWith(arguments[0])); \
-             if (!b) return null; b.setAttribute('data-e2e', 'target'); return true;",
-            json!([label]),
-        )
-        .await;
-    driver.click("[data-e2e=target]").await;
-    driver
-        .execute(
-            "document.querySelector('[data-e2e=target]')?.removeAttribute('data-e2e');",
-            json!([]),
-        )
-        .await;
-}
+use session::{require, wait_until};
+use support::{
+    Desk, WAIT, app_servers, authorize_in_browser, click_button, mock, quit, wait_for_notice,
+    wait_for_snapshot,
+};
 
 fn with_state(link: &str, state: &str) -> String {
     let mut url = url::Url::parse(link).unwrap();
@@ -298,14 +52,8 @@ fn with_state(link: &str, state: &str) -> String {
     url.to_string()
 }
 
-fn mock(steps: Value) -> String {
-    format!("mock: {}", json!({"steps": steps}))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sign_in_share_and_approve_from_a_notification() {
-    require("tauri-driver");
-    require("WebKitWebDriver");
     let kandan = KandanTestServer::start(ServerConfig::default())
         .await
         .unwrap();
@@ -322,17 +70,7 @@ async fn sign_in_share_and_approve_from_a_notification() {
     let mut desk = Desk::new("desktop-e2e", &kandan, &codex);
     desk.start_dunst();
 
-    let port = free_port();
-    let mut driver_command = desk.command("tauri-driver");
-    driver_command
-        .args(["--port", &port.to_string()])
-        .args(["--native-port", &free_port().to_string()])
-        .stdout(Stdio::null());
-    desk.session.spawn("tauri-driver", &mut driver_command);
-    wait_until("tauri-driver listens", WAIT, || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    let driver = WebDriver::start(port, Path::new(APP)).await;
+    let driver = desk.start_driver().await;
 
     // Not signed in yet: the folder cannot start.
     let state = wait_for_snapshot(&driver, "the folder reports it needs a sign-in", |s| {
@@ -343,11 +81,7 @@ async fn sign_in_share_and_approve_from_a_notification() {
     assert_eq!(state["account"]["tokenStorage"], "keyring", "{state:#}");
 
     // Sign in: the button opens Kandan's authorization page in the browser.
-    click_button(&driver, "Sign in").await;
-    wait_until("the app opens the browser", WAIT, || {
-        !desk.opened().is_empty()
-    });
-    let authorize = desk.opened().remove(0);
+    let (authorize, callback) = authorize_in_browser(&desk, &driver).await;
     assert!(
         authorize.starts_with(&format!(
             "{}/api/v2/local-codex-runner/oauth/authorize",
@@ -359,9 +93,6 @@ async fn sign_in_share_and_approve_from_a_notification() {
         authorize.contains("redirect_uri=linzumi%3A%2F%2Foauth%2Fcallback"),
         "{authorize}"
     );
-    let browser = webdriver::http_client(false);
-    let response = browser.get(&authorize).send().await.unwrap();
-    let callback = response.headers()["location"].to_str().unwrap().to_owned();
     assert!(
         callback.starts_with("linzumi://oauth/callback?"),
         "{callback}"
@@ -516,48 +247,8 @@ async fn sign_in_share_and_approve_from_a_notification() {
     })
     .await;
 
-    // Ending the session kills the app (tauri-driver sends SIGKILL), which leaves its
-    // Codex running: end it here so runs leave nothing behind.
-    driver.quit().await;
-    for pid in processes_with_env(&desk.config_path) {
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-    }
+    quit(driver, &desk.config_path).await;
     kandan.shutdown().await;
-}
-
-/// This test's app and Codex processes (found by the config in their environment; the
-/// daemons and drivers the test started have it too, and are left out).
-fn processes_with_env(config_path: &Path) -> Vec<u32> {
-    let needle = format!("LINZUMI_DESKTOP_CONFIG={}", config_path.display());
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            comm.trim() == "linzumi-desktop"
-                || String::from_utf8_lossy(&cmdline).contains("app-server")
-        })
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
-                environ
-                    .split(|byte| *byte == 0)
-                    .any(|var| var == needle.as_bytes())
-            })
-        })
-        .collect()
-}
-
-/// This test's Codex app-servers.
-fn app_servers(config_path: &Path) -> Vec<u32> {
-    processes_with_env(config_path)
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains("app-server"))
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
