@@ -223,7 +223,9 @@ impl Session {
 /// `Incoming::parse` classifies by members: `method` (a string) with `id` is a request,
 /// without is a notification; `id` with `result` or a well-formed `error` is a response.
 fn check_classification(line: &str, parsed: &Result<Incoming, impl std::fmt::Debug>) {
-    let Ok(Value::Object(object)) = serde_json::from_str::<Value>(line) else {
+    // The engine's own JSON reader is the reference: serde_json's would take its private
+    // raw-value key for a marker, which the runner reads as an ordinary key.
+    let Ok(Value::Object(object)) = linzumi_engine::json::from_str(line) else {
         assert!(parsed.is_err(), "{line:?} → {parsed:?}");
         return;
     };
