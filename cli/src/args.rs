@@ -25,7 +25,8 @@ pub enum Command {
     #[command(long_about = help::START_ABOUT, after_help = help::START_EXAMPLES)]
     Start(StartArgs),
     /// Connect this computer to an explicit Kandan workspace/channel as a runner.
-    #[command(after_help = help::EXAMPLES)]
+    /// (`run` is the reference runner's older name for it, kept as an alias.)
+    #[command(after_help = help::EXAMPLES, alias = "run")]
     Connect(ConnectArgs),
     /// Sign in through the browser and save the token for later runs.
     Auth(AuthArgs),
@@ -113,6 +114,9 @@ pub struct StartArgs {
     /// Kandan websocket base URL
     #[arg(long, value_name = "ws-url", default_value = help::DEFAULT_KANDAN_URL)]
     pub kandan_url: String,
+    /// Bind to this existing Kandan thread instead of starting a new one
+    #[arg(long, value_name = "id")]
+    pub kandan_thread_id: Option<String>,
     #[command(flatten)]
     pub kandan: KandanFlags,
     #[command(flatten)]

@@ -2,7 +2,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use linzumi_engine::auth::{self, AuthScope};
+use linzumi_engine::auth::{self, AuthScope, TokenSource};
 use linzumi_engine::codex::{AppServerAddress, AppServerSource, AppServerSpec, CapabilityToken};
 use linzumi_engine::dependencies::{self, ToolState};
 use linzumi_engine::kandan_url::KandanUrl;
@@ -93,7 +93,7 @@ pub async fn start(args: StartArgs) -> Result<ExitCode, CommandError> {
     );
     let token = start.token.token.expose();
     let target = (start.target.workspace_slug, start.target.channel_slug);
-    let session = settings::session(target, None, &args.runner, token)?;
+    let session = settings::session(target, args.kandan_thread_id.clone(), &args.runner, token)?;
     run(kandan, token, &cwd, &args.runner, prepared, Some(session)).await
 }
 
@@ -185,11 +185,23 @@ pub async fn sign_in(args: AuthArgs) -> Result<ExitCode, CommandError> {
         None => AuthScope::Unscoped,
     };
     let sign_in = SignIn::new(&kandan, &args.kandan).map_err(failed)?;
-    sign_in.token(&scope).await.map_err(failed)?;
-    println!(
-        "Saved Kandan local runner auth for {}",
-        kandan.http_base().as_str().trim_end_matches('/')
-    );
+    let saved = auth::sign_in_and_save(
+        &sign_in.oauth,
+        &sign_in.store,
+        sign_in.explicit.as_ref(),
+        &scope,
+    )
+    .await
+    .map_err(failed)?;
+    let base = kandan.http_base().as_str().trim_end_matches('/').to_owned();
+    match saved.source {
+        TokenSource::Explicit => {
+            println!(
+                "Saved the given Kandan local runner token for {base} (not checked with Kandan)"
+            )
+        }
+        _ => println!("Saved Kandan local runner auth for {base}"),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

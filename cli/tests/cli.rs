@@ -228,27 +228,13 @@ async fn auth_signs_in_through_the_browser_and_caches_the_token() {
     let mode = std::fs::metadata(&auth_file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 
-    // A second run reuses the cached token: the browser is not opened again.
+    // As the reference runner does, every run signs in through the browser again and
+    // saves the new token, even while the cached one is still good.
+    let cached = cache["tokens"][0]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let again = linzumi()
-        .args([
-            "auth",
-            "--kandan-url",
-            &server.ws_url(),
-            "--channel",
-            "acme/codex",
-            "--auth-file",
-        ])
-        .arg(&auth_file)
-        .env("BROWSER", scratch.no_browser())
-        .output()
-        .unwrap();
-    assert!(again.status.success(), "{}", stderr(&again));
-    assert!(!scratch.path("no-browser.sh.log").exists());
-
-    // Once Kandan rejects it, the user is told and signs in again.
-    let cached = cache["tokens"][0]["access_token"].as_str().unwrap();
-    server.revoke_token(cached);
-    let rejected = linzumi()
         .args([
             "auth",
             "--kandan-url",
@@ -261,13 +247,42 @@ async fn auth_signs_in_through_the_browser_and_caches_the_token() {
         .env("BROWSER", scratch.browser())
         .output()
         .unwrap();
-    assert!(rejected.status.success(), "{}", stderr(&rejected));
-    assert!(
-        stderr(&rejected).contains("Cached Kandan local runner auth was rejected; starting OAuth.")
-    );
+    assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(scratch.browser_visits(), 2);
     let text = std::fs::read_to_string(&auth_file).unwrap();
-    assert!(!text.contains(cached), "the rejected token was replaced");
+    assert!(
+        !text.contains(&cached),
+        "the new token replaced the old one"
+    );
+
+    // With --token, that token is saved without a browser, and the message says so.
+    let given = server.issue_token("tester", Some(("acme", "codex")));
+    let explicit = linzumi()
+        .args([
+            "auth",
+            "--kandan-url",
+            &server.ws_url(),
+            "--channel",
+            "acme/codex",
+            "--token",
+            &given,
+            "--auth-file",
+        ])
+        .arg(&auth_file)
+        .env("BROWSER", scratch.no_browser())
+        .output()
+        .unwrap();
+    assert!(explicit.status.success(), "{}", stderr(&explicit));
+    assert!(!scratch.path("no-browser.sh.log").exists());
+    assert_eq!(
+        String::from_utf8_lossy(&explicit.stdout).trim(),
+        format!(
+            "Saved the given Kandan local runner token for {} (not checked with Kandan)",
+            server.http_url()
+        )
+    );
+    let text = std::fs::read_to_string(&auth_file).unwrap();
+    assert!(text.contains(&given), "the given token was saved");
 }
 
 /// A `linzumi` child with the codex of the mock model in its environment.
@@ -523,4 +538,80 @@ async fn a_log_file_that_is_a_symbolic_link_is_refused() {
             .any(|join| join.topic == "local_runner:link-runner"),
         "the runner joined before refusing"
     );
+}
+
+/// `start --kandan-thread-id` binds the chat session to that existing thread (seed
+/// `index.ts`), and `run`, the reference runner's older name for `connect`, still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_binds_an_existing_thread_and_run_is_connect() {
+    let server = KandanTestServer::start(ServerConfig::default())
+        .await
+        .unwrap();
+    let existing = server
+        .post_user_message(
+            "personal-tester",
+            "codex",
+            None,
+            "tester",
+            "an earlier thread",
+        )
+        .await
+        .unwrap();
+    let project = Scratch::new("start-thread");
+    let scratch = Scratch::new("start-thread-auth");
+    let running = Running::spawn(
+        vec![
+            "start".into(),
+            project.0.display().to_string(),
+            "--kandan-url".into(),
+            server.ws_url(),
+            "--auth-file".into(),
+            scratch.path("auth.json").display().to_string(),
+            "--runner-id".into(),
+            "thread-runner".into(),
+            "--kandan-thread-id".into(),
+            existing.thread_id.clone(),
+        ],
+        Some(scratch.browser()),
+        &project.0,
+    )
+    .await;
+    let bind = server
+        .wait_for_event(
+            |e| e.topic == "local_runner:thread-runner" && e.event == "session:bind",
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(bind.payload["thread_id"], existing.thread_id.as_str());
+    let (status, stderr) = running.terminate();
+    assert!(status.success(), "{stderr}");
+
+    let token = server.issue_token("tester", None);
+    let project = Scratch::new("run-alias");
+    let running = Running::spawn(
+        vec![
+            "run".into(),
+            "--kandan-url".into(),
+            server.ws_url(),
+            "--token".into(),
+            token,
+            "--runner-id".into(),
+            "run-runner".into(),
+            "--cwd".into(),
+            project.0.display().to_string(),
+        ],
+        None,
+        &project.0,
+    )
+    .await;
+    server
+        .wait_for_event(
+            |e| e.topic == "local_runner:run-runner" && e.event == "heartbeat",
+            WAIT,
+        )
+        .await
+        .unwrap();
+    let (status, stderr) = running.terminate();
+    assert!(status.success(), "{stderr}");
 }

@@ -42,8 +42,8 @@ pub use oauth::{
 pub use pending::{AuthorizationCode, CallbackError, CallbackParams, PendingAuthorization};
 pub use pkce::{CODE_CHALLENGE_METHOD, CodeVerifier, InvalidVerifier};
 pub use resolution::{
-    CACHED_TOKEN_REJECTED, ResolveError, ResolvedToken, StartToken, TokenSource,
-    resolve_start_token, resolve_token,
+    CACHED_TOKEN_REJECTED, ResolveError, ResolvedToken, SignInError, StartToken, TokenSource,
+    resolve_start_token, resolve_token, sign_in_and_save,
 };
 pub use token_store::{
     FileTokenStore, MemoryTokenStore, StoredToken, TokenKey, TokenStore, TokenStoreError,

@@ -9,6 +9,10 @@
 //! asks Kandan for its start target, and re-scopes to that workspace/channel when the
 //! token is not good for it: an explicit token cannot be re-scoped, so that is an error.
 //!
+//! `linzumi auth` ([`sign_in_and_save`]) does not resolve: it always signs in through the
+//! browser and saves the new token, or saves the `--token` it was given (seed `index.ts`,
+//! `runAuthCommand`).
+//!
 //! Store failures never stop a command: the token is still good for this run, so they are
 //! logged (and, for a failed save, reported) and the command goes on.
 use std::sync::Arc;
@@ -102,6 +106,36 @@ pub async fn resolve_token(
         token: granted.access_token,
         source: TokenSource::OAuth,
     })
+}
+
+/// `linzumi auth`: the given token, or a new one from the browser flow, saved for
+/// (Kandan, scope). Unlike [`resolve_token`] a cached token is never reused, and a save
+/// that fails is an error: saving is the whole point of the command.
+pub async fn sign_in_and_save(
+    oauth: &OAuthOptions,
+    store: &Arc<dyn TokenStore>,
+    explicit: Option<&AccessToken>,
+    scope: &AuthScope,
+) -> Result<ResolvedToken, SignInError> {
+    let (stored, source) = match explicit.filter(|token| !token.expose().trim().is_empty()) {
+        Some(token) => (StoredToken::new(token.clone(), None), TokenSource::Explicit),
+        None => {
+            let granted = oauth::acquire_token(oauth, scope).await?;
+            (StoredToken::from_oauth(&granted), TokenSource::OAuth)
+        }
+    };
+    let token = stored.access_token.clone();
+    let key = TokenKey::new(&oauth.kandan, scope.clone());
+    with_store(store, &key, move |store, key| store.save(key, &stored)).await?;
+    Ok(ResolvedToken { token, source })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
+    #[error("could not save the Kandan auth: {0}")]
+    Save(#[from] TokenStoreError),
 }
 
 /// `linzumi start`: a token for the onboarding scope, Kandan's start target for it, and a
