@@ -11,12 +11,16 @@ use tokio::time::Instant;
 pub struct PortCandidate {
     pub port: u16,
     pub pid: u32,
+    /// The process's name ("node"), what the seed sends as `command` (lsof's COMMAND).
     pub command: String,
+    /// Its whole command line, for a person deciding (`command_line`) [designed].
+    pub command_line: String,
     pub cwd: Option<String>,
 }
 
 impl PortCandidate {
-    /// The program's name, for labels ("node", "python3").
+    /// The program's name, for labels ("node", "python3"): the basename of the
+    /// command's first word (seed `portForwardCommandLabel`).
     pub fn label(&self) -> String {
         let first = self.command.split_whitespace().next().unwrap_or("");
         let name = first.rsplit('/').next().unwrap_or(first);
@@ -78,6 +82,7 @@ mod tests {
             port,
             pid,
             command: "/usr/bin/node server.js".into(),
+            command_line: "/usr/bin/node server.js".into(),
             cwd: Some("/w".into()),
         }
     }

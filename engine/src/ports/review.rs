@@ -67,6 +67,7 @@ mod tests {
             port,
             pid,
             command: "node".into(),
+            command_line: "node".into(),
             cwd: None,
         }
     }

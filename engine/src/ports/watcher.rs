@@ -161,19 +161,19 @@ fn scan(roots: &[u32], table: &mut dyn ListenTable) -> std::io::Result<Vec<PortC
         .map(|listener| {
             let process = system.process(Pid::from_u32(listener.pid));
             let command = process
+                .map(|process| process.name().to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let command_line = process
                 .map(|process| {
                     let parts: Vec<String> = process
                         .cmd()
                         .iter()
                         .map(|part| part.to_string_lossy().into_owned())
                         .collect();
-                    if parts.is_empty() {
-                        process.name().to_string_lossy().into_owned()
-                    } else {
-                        parts.join(" ")
-                    }
+                    parts.join(" ")
                 })
-                .unwrap_or_default();
+                .filter(|line| !line.is_empty())
+                .unwrap_or_else(|| command.clone());
             let cwd = process
                 .and_then(|process| process.cwd())
                 .map(|cwd| cwd.display().to_string());
@@ -181,6 +181,7 @@ fn scan(roots: &[u32], table: &mut dyn ListenTable) -> std::io::Result<Vec<PortC
                 port: listener.port,
                 pid: listener.pid,
                 command,
+                command_line,
                 cwd,
             }
         })
@@ -281,7 +282,8 @@ mod tests {
         let ports: Vec<u16> = seen.iter().map(|offer| offer.port).collect();
         assert_eq!(ports, [dev_port], "{seen:?}");
         let offer = &seen[0];
-        assert!(offer.command.contains("http.server"), "{}", offer.command);
+        assert_eq!(offer.command, "python3");
+        assert!(offer.command_line.contains("http.server"), "{}", offer.command_line);
         let temp = std::fs::canonicalize(std::env::temp_dir()).unwrap();
         assert_eq!(offer.cwd.as_deref(), temp.to_str());
         drop(watcher);

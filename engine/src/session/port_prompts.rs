@@ -100,7 +100,8 @@ pub fn prompt_body(candidate: &PortCandidate, request_id: &str) -> String {
 pub fn prompt_structured(candidate: &PortCandidate, request_id: &str) -> Value {
     json!({"kind": "local_runner_port_forward_request", "request_id": request_id,
         "port": candidate.port, "pid": candidate.pid, "command": candidate.command,
-        "cwd": candidate.cwd, "command_label": candidate.label()})
+        "command_line": candidate.command_line, "cwd": candidate.cwd,
+        "command_label": candidate.label()})
 }
 
 /// The approval state of the prompt row (seed choices and descriptions).
@@ -117,7 +118,7 @@ pub fn approval(
         summary: format!("Open runner port {port} from {}", candidate.label()),
         reason: Some(format!(
             "{} (pid {}) is listening on port {port}{}.",
-            candidate.command,
+            candidate.command_line,
             candidate.pid,
             where_(candidate)
         )),
@@ -160,6 +161,7 @@ pub fn listener_fields(candidate: &PortCandidate) -> serde_json::Map<String, Val
     fields.insert("port".into(), json!(candidate.port));
     fields.insert("pid".into(), json!(candidate.pid));
     fields.insert("command".into(), json!(candidate.command));
+    fields.insert("commandLine".into(), json!(candidate.command_line));
     if let Some(cwd) = &candidate.cwd {
         fields.insert("cwd".into(), json!(cwd));
     }
@@ -175,6 +177,7 @@ mod tests {
             port: 5173,
             pid: 42,
             command: "/usr/bin/node vite".into(),
+            command_line: "/usr/bin/node vite".into(),
             cwd: Some("/w/app".into()),
         }
     }
