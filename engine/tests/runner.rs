@@ -14,7 +14,12 @@ use support::{Harness, TOPIC, mock, text_input};
 #[tokio::test]
 async fn joins_with_the_full_capabilities_and_sends_heartbeats() {
     let harness = Harness::new("join").await;
-    let mut runner = harness.start_runner().await;
+    let mut options = harness.options();
+    options.runtime.model = Some("gpt-5.5".into());
+    options.runtime.reasoning_effort = Some("high".into());
+    let mut runner = linzumi_engine::runner::Runner::start(options)
+        .await
+        .unwrap();
 
     let join = harness
         .kandan
@@ -43,10 +48,31 @@ async fn joins_with_the_full_capabilities_and_sends_heartbeats() {
     assert_eq!(heartbeat.payload["instanceId"], runner.instance_id());
     assert_eq!(heartbeat.payload["cwd"], project.as_str());
     assert_eq!(heartbeat.payload["fast"], false);
-    assert!(heartbeat.payload.get("model").is_some());
-    assert!(heartbeat.payload.get("reasoningEffort").is_some());
+    // Without a chat session the seed sends null model and effort (heartbeat C8).
+    assert_eq!(heartbeat.payload["model"], serde_json::Value::Null);
+    assert_eq!(
+        heartbeat.payload["reasoningEffort"],
+        serde_json::Value::Null
+    );
     assert_eq!(heartbeat.payload["capabilities"], *capabilities);
+
+    // [designed] instance_started once Codex is up, with the shared folder's threads.
+    let started = harness
+        .event(|event| event.event == "instance_started")
+        .await;
+    assert_eq!(started.payload["instanceId"], runner.instance_id());
+    assert_eq!(started.payload["cwd"], project.as_str());
+    assert_eq!(started.payload["restart"], false);
+    assert!(
+        started.payload["threads"].is_array(),
+        "{:?}",
+        started.payload
+    );
     runner.stop().await;
+    let stopped = harness
+        .event(|event| event.event == "instance_stopped")
+        .await;
+    assert_eq!(stopped.payload["reason"], "runner_stopped");
 }
 
 #[tokio::test]
@@ -255,6 +281,12 @@ async fn a_killed_app_server_is_reported_and_replaced() {
     let harness = Harness::new("kill").await;
     let mut runner = harness.start_runner().await;
     let thread_id = harness.start_thread(json!({})).await;
+    // A finished turn, so Codex's history on disk lists the thread.
+    harness
+        .control(json!({"type": "start_turn", "threadId": thread_id,
+            "input": text_input("before the crash")}))
+        .await;
+    harness.notification("turn/completed", |_| true).await;
     harness
         .control(json!({"type": "start_turn", "threadId": thread_id,
             "input": text_input(&mock(json!([{"hang_ms": 30000}])))}))
@@ -283,6 +315,22 @@ async fn a_killed_app_server_is_reported_and_replaced() {
     .await
     .unwrap();
     assert_ne!(runner.codex().url, old.url);
+
+    // [designed] Kandan hears the instance go and come back, with the thread it had.
+    let stopped = harness
+        .event(|event| event.event == "instance_stopped")
+        .await;
+    assert_eq!(stopped.payload["reason"], "exited");
+    let started = harness
+        .event(|event| event.event == "instance_started" && event.payload["restart"] == true)
+        .await;
+    let threads = started.payload["threads"].as_array().unwrap();
+    let listed = threads
+        .iter()
+        .find(|thread| thread["id"] == thread_id.as_str())
+        .unwrap_or_else(|| panic!("{thread_id} not in {threads:?}"));
+    let project = std::fs::canonicalize(&harness.project.dir).unwrap();
+    assert_eq!(listed["cwd"], project.display().to_string());
 
     // The thread survives on disk: a turn on it works with the new app-server.
     let reply = harness

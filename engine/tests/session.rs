@@ -397,6 +397,15 @@ async fn session_settings_apply_from_the_next_turn() {
             "sandbox": "yolo"}))
         .await;
     assert_eq!(refused.payload["ok"], false);
+    // Heartbeats carry the chat's settings (seed `channelSession?.model`).
+    harness
+        .control(json!({"type": "update_runner_config",
+            "allowedCwds": [harness.project.dir]}))
+        .await;
+    let heartbeat = harness
+        .event(|event| event.event == "heartbeat" && event.payload["model"] == "gpt-6-sol")
+        .await;
+    assert_eq!(heartbeat.payload["reasoningEffort"], "low");
     let second = harness.say(&thread, "tester", "after").await;
     harness.state_of(second, "processed").await;
     let models: Vec<String> = harness

@@ -283,7 +283,11 @@ mod tests {
         assert_eq!(ports, [dev_port], "{seen:?}");
         let offer = &seen[0];
         assert_eq!(offer.command, "python3");
-        assert!(offer.command_line.contains("http.server"), "{}", offer.command_line);
+        assert!(
+            offer.command_line.contains("http.server"),
+            "{}",
+            offer.command_line
+        );
         let temp = std::fs::canonicalize(std::env::temp_dir()).unwrap();
         assert_eq!(offer.cwd.as_deref(), temp.to_str());
         drop(watcher);

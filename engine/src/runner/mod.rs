@@ -10,6 +10,7 @@ pub mod allowed_cwd;
 pub mod approvals;
 pub mod controls;
 pub mod event_log;
+pub mod instance;
 pub mod outbox;
 pub mod state;
 pub mod turns;
@@ -466,6 +467,8 @@ impl Runner {
             events: events.clone(),
             session: session.clone(),
         };
+        let first_pid = codex.lock().ok().and_then(|endpoint| endpoint.pid);
+        loop_state.announce_instance(first_pid, false);
         tokio::spawn(loop_state.run(joined.messages, codex_events, lifecycle, outcomes, stop_rx));
         Ok(Runner {
             instance_id,
@@ -787,6 +790,15 @@ impl Loop {
                         json!({"instanceId": self.instance_id, "message": format!("{message}; restarting Codex")}),
                     );
                 }
+                let reason = if requested {
+                    instance::StopReason::Killed
+                } else {
+                    instance::StopReason::Exited
+                };
+                self.outbox.send(
+                    instance::STOPPED,
+                    instance::stopped_payload(&self.instance_id, reason, Some(&message)),
+                );
                 let _ = self.events.send(RunnerEvent::CodexLost { message });
             }
             SupervisorEvent::StartFailed { message, retry_in } => {
@@ -824,8 +836,32 @@ impl Loop {
                     session.send(SessionInput::CodexReady);
                 }
                 self.push_heartbeat();
+                self.announce_instance(pid, restart);
             }
         }
+    }
+
+    /// `instance_started`, once the shared folders' threads are listed (in a task: Codex
+    /// answers while the loop keeps serving).
+    fn announce_instance(&self, pid: Option<u32>, restart: bool) {
+        let Some(codex) = self.supervisor.client() else {
+            return;
+        };
+        let shared = self
+            .state
+            .lock()
+            .map(|state| state.shared_roots.clone())
+            .unwrap_or_default();
+        let instance_id = self.instance_id.clone();
+        let cwd = self.options.cwd.clone();
+        let outcomes = self.outcomes.clone();
+        tokio::spawn(async move {
+            let threads = instance::discover_threads(&codex, &shared).await;
+            let _ = outcomes.send(ControlOutcome::Reply {
+                event: instance::STARTED,
+                payload: instance::started_payload(&instance_id, &cwd, pid, restart, threads),
+            });
+        });
     }
 
     fn on_notification(&mut self, method: String, params: Value) {
@@ -935,14 +971,19 @@ impl Loop {
         }
     }
 
+    /// `model`/`reasoningEffort` are the chat session's, null without one (seed
+    /// `channelSession?.model ?? null`); `fast` is the runner's.
     fn push_heartbeat(&self) {
         let capabilities = state::capabilities_of(&self.state);
-        let runtime = &self.options.runtime;
+        let chat = self.session.as_ref().and_then(ChannelSession::runtime);
+        let (model, effort) = chat
+            .map(|runtime| (runtime.model, runtime.reasoning_effort))
+            .unwrap_or_default();
         self.outbox.send(
             "heartbeat",
             json!({"instanceId": self.instance_id, "cwd": self.options.cwd,
-                "model": runtime.model, "reasoningEffort": runtime.reasoning_effort,
-                "fast": runtime.fast, "capabilities": capabilities}),
+                "model": model, "reasoningEffort": effort,
+                "fast": self.options.runtime.fast, "capabilities": capabilities}),
         );
     }
 
@@ -976,6 +1017,10 @@ impl Loop {
             }
         }
         self.supervisor.shutdown().await;
+        self.outbox.send(
+            instance::STOPPED,
+            instance::stopped_payload(&self.instance_id, instance::StopReason::RunnerStopped, None),
+        );
         self.log
             .log("runner.stopped", json!({"instanceId": self.instance_id}));
         self.outbox.client().close().await;

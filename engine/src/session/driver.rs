@@ -167,6 +167,8 @@ pub enum Input {
 pub struct ChannelSession {
     inputs: mpsc::UnboundedSender<Input>,
     codex_thread: Arc<std::sync::Mutex<Option<String>>>,
+    /// The chat's Codex settings as `update_session_settings` left them (heartbeats).
+    runtime: Arc<std::sync::Mutex<RuntimeOptions>>,
 }
 
 impl ChannelSession {
@@ -223,6 +225,7 @@ impl ChannelSession {
         }
         let (inputs, receiver) = mpsc::unbounded_channel();
         let shared_thread = Arc::new(std::sync::Mutex::new(Some(codex_thread.clone())));
+        let shared_runtime = Arc::new(std::sync::Mutex::new(context.runtime.clone()));
         context.log.log(
             "session.bound",
             json!({"workspace": options.workspace, "channel": options.channel,
@@ -260,6 +263,7 @@ impl ChannelSession {
             codex_thread: Some(codex_thread),
             codex_ready: true,
             shared_thread: shared_thread.clone(),
+            shared_runtime: shared_runtime.clone(),
             runtime: context.runtime.clone(),
             turn: TurnState::Idle,
             active: None,
@@ -279,12 +283,18 @@ impl ChannelSession {
         Ok(ChannelSession {
             inputs,
             codex_thread: shared_thread,
+            runtime: shared_runtime,
         })
     }
 
     pub fn send(&self, input: Input) {
         // After a stop the task is gone; late inputs have nowhere to go.
         let _ = self.inputs.send(input);
+    }
+
+    /// The chat's current Codex settings.
+    pub fn runtime(&self) -> Option<RuntimeOptions> {
+        self.runtime.lock().ok().map(|runtime| runtime.clone())
     }
 
     /// The Codex thread the chat drives (for opening the Codex TUI on it).
@@ -355,6 +365,7 @@ struct Driver {
     codex_thread: Option<String>,
     codex_ready: bool,
     shared_thread: Arc<std::sync::Mutex<Option<String>>>,
+    shared_runtime: Arc<std::sync::Mutex<RuntimeOptions>>,
     runtime: RuntimeOptions,
     turn: TurnState,
     /// The chat message of the current turn.
@@ -1061,6 +1072,9 @@ impl Driver {
                 }
                 match runtime.within(owner) {
                     Ok(()) => {
+                        if let Ok(mut shared) = self.shared_runtime.lock() {
+                            *shared = runtime.clone();
+                        }
                         self.runtime = runtime;
                         reply(kind, json!({"ok": true}))
                     }
