@@ -554,6 +554,71 @@ async fn a_listener_restarted_by_another_process_is_revoked_and_asked_again() {
     runner.stop().await;
 }
 
+/// Seed `approvedForwardPorts`: the owner's `--forward-port` ports are approved ports, so
+/// a different process taking one over is revoked and asked about like any other.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_explicit_port_taken_over_by_another_process_is_revoked_and_asked_again() {
+    let harness = Harness::new("explicit-revoke").await;
+    let port = free_port();
+    let mut options = harness.session_options();
+    options.runtime.sandbox = Some("danger-full-access".into());
+    options.runtime.approval_policy = Some("never".into());
+    options.forward_ports = vec![port];
+    let mut runner = Runner::start(options).await.unwrap();
+    harness
+        .kandan
+        .wait_for_tunnel(RUNNER_ID, WAIT)
+        .await
+        .unwrap();
+    let thread = harness.bound_thread().await;
+
+    codex_starts_dev_servers(&harness, &thread, &[port]).await;
+    assert_eq!(harness.preview_get(port, "/api/hello").await.status(), 200);
+    assert!(rows_of_kind(&harness, &thread, PROMPT, port).is_empty());
+    let first_pid = dev_server_pid(port);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first_pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    codex_starts_dev_servers(&harness, &thread, &[port]).await;
+
+    let revoked = harness
+        .event(|event| event.event == "forward_port_revoked")
+        .await;
+    assert_eq!(revoked.payload["port"], port);
+    assert_eq!(revoked.payload["pid"], first_pid);
+    assert_eq!(revoked.payload["command"], "node", "seed: the process name");
+    let prompt = wait_rows(&harness, &thread, PROMPT, port, 1)
+        .await
+        .remove(0);
+    assert_eq!(prompt.payload["structured"]["command"], "node");
+    assert!(
+        prompt.payload["structured"]["command_line"]
+            .as_str()
+            .unwrap()
+            .contains("--port"),
+        "{:?}",
+        prompt.payload
+    );
+    expect_not_forwarded(&harness, port).await;
+    runner.stop().await;
+}
+
+/// The pid of the test dev server started with `--port <port>` (from /proc).
+fn dev_server_pid(port: u16) -> u32 {
+    let needle = format!("--port\0{port}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|line| String::from_utf8_lossy(&line).contains(&needle))
+                .unwrap_or(false)
+        })
+        .expect("the dev server runs")
+}
+
 async fn forward_http(harness: &Harness, mut request: Value) -> Value {
     let id = uuid::Uuid::new_v4().to_string();
     request["type"] = json!("forward_http_request");

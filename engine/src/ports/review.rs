@@ -22,9 +22,8 @@ pub enum Review {
 
 #[derive(Debug, Default)]
 pub struct PortDecisions {
-    /// Ports forwarded whatever listens on them (`--forward-port`).
-    pub explicit: BTreeSet<u16>,
-    /// Ports the listen user approved, with the listener approved when known.
+    /// Ports the listen user approved, and the owner's `--forward-port` ports (seed:
+    /// both go in `approvedForwardPorts`), with the listener approved when known.
     pub approved: HashMap<u16, Option<PortCandidate>>,
     /// Listeners the listen user denied.
     pub denied: HashMap<u16, PortCandidate>,
@@ -35,7 +34,7 @@ pub struct PortDecisions {
 impl PortDecisions {
     pub fn review(&self, candidate: &PortCandidate, managed: &BTreeSet<u16>) -> Review {
         let port = candidate.port;
-        if managed.contains(&port) || self.explicit.contains(&port) {
+        if managed.contains(&port) {
             return Review::Skip;
         }
         if self.pending.get(&port) == Some(candidate) {
@@ -82,9 +81,6 @@ mod tests {
             Review::Skip,
             "managed (editor) ports are never offered"
         );
-        decisions.explicit.insert(5173);
-        assert_eq!(decisions.review(&candidate(5173, 9), &none), Review::Skip);
-
         decisions.pending.insert(3000, candidate(3000, 1));
         assert_eq!(decisions.review(&candidate(3000, 1), &none), Review::Skip);
         decisions.pending.clear();

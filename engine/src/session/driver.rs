@@ -249,7 +249,11 @@ impl ChannelSession {
         };
         let mut port_prompts = PortPrompts::default();
         if let Ok(state) = context.state.lock() {
-            port_prompts.decisions.explicit = state.forward_ports.clone();
+            // The owner's --forward-port ports are approved ports: kept while their
+            // first listener stays, revoked and asked again when another one takes over.
+            for port in &state.forward_ports {
+                port_prompts.decisions.approved.insert(*port, None);
+            }
         }
         let driver = Driver {
             inputs: inputs.clone(),
