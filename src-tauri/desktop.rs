@@ -676,7 +676,7 @@ impl<R: Runtime> Desktop<R> {
                     path: folder.path.clone(),
                 };
                 self.notify_update(&folder.id, &event);
-                self.stop_runner(&folder.id).await;
+                // Missing first: the runner's own "stopped" then says nothing.
                 self.apply(
                     &folder.id,
                     FolderInput::Missing {
@@ -684,6 +684,7 @@ impl<R: Runtime> Desktop<R> {
                     },
                 );
                 self.publish();
+                self.stop_runner(&folder.id).await;
             }
             (true, Some(FolderState::Missing)) => {
                 // Put back where it was: share it again.
@@ -991,7 +992,10 @@ impl<R: Runtime> Desktop<R> {
             return;
         };
         if succeeded {
-            lock(&self.notices).resolve_action(NextStep::SignIn);
+            let mut notices = lock(&self.notices);
+            notices.resolve_action(NextStep::SignIn);
+            // "Sign-in canceled" and the like are old news now.
+            notices.clear_passing();
         }
         self.report(notice);
         if succeeded {

@@ -410,7 +410,7 @@ function signInView() {
             null,
             "Finish signing in to ",
             h("strong", null, a.kandanHost),
-            ` in the browser window that opened. This stops by itself in ${minutes} min.`,
+            ` in the browser window that opened. Linzumi stops waiting in ${minutes} min.`,
           ),
           h(
             "div",
@@ -640,8 +640,8 @@ function resourcesView(folder) {
         "li",
         { class: "resource", key: "editor" },
         icon("code"),
-        h("span", { class: "resource-label" }, running ? "Editor running" : "Editor"),
         button(key, "Open editor", { variant: "link", iconName: "external", onClick: () => run(key, "open_editor", { folderId: folder.id }) }),
+        running ? h("span", { class: "resource-label" }, "running") : null,
         errorLine(key),
       ),
     );
@@ -652,7 +652,8 @@ function resourcesView(folder) {
 function problemView(folder) {
   const problem = folder.problem;
   if (!problem) return null;
-  const kind = folder.state === "waiting_for_sign_in" ? "info" : folder.state === "offline" || !problem.next ? "warn" : "bad";
+  // The same colour as the folder's badge.
+  const kind = { waiting_for_sign_in: "info", offline: "warn", missing: "warn" }[folder.state] || (problem.next ? "bad" : "warn");
   // Signed out the sign-in card has the button; the folder only says it waits.
   const step = problem.next === "signIn" && !signedIn() ? null : nextStep(problem.next, `problem:${folder.id}`, folder);
   const more = [problem.details, `Folder: ${folder.path}`, folder.runnerId ? `Runner: ${folder.runnerId}` : null].filter(Boolean).join("\n");
@@ -662,7 +663,8 @@ function problemView(folder) {
     h(
       "div",
       { class: "problem-body" },
-      h("p", { class: "problem-title" }, problem.title),
+      // The badge may say it already ("Waiting for sign-in").
+      problem.title !== (FOLDER_STATES[folder.state] || {}).text ? h("p", { class: "problem-title" }, problem.title) : null,
       h("p", { class: "problem-message" }, problem.message),
       details(more),
     ),

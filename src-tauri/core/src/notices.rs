@@ -105,6 +105,12 @@ impl Notices {
             .retain(|shown| shown.folder_id.as_deref() != Some(folder_id));
     }
 
+    /// Drops the notices that would go by themselves (news that something newer, like a
+    /// finished sign-in, supersedes).
+    pub fn clear_passing(&mut self) {
+        self.shown.retain(|shown| shown.expires_at.is_none());
+    }
+
     /// Drops every notice with this action (e.g. "Sign in" once signed in).
     pub fn resolve_action(&mut self, action: NextStep) {
         self.shown.retain(|shown| shown.action != Some(action));
@@ -148,6 +154,9 @@ mod tests {
         assert_eq!(later, ["Sign-in timed out.", "Could not open a browser."]);
         notices.resolve_action(NextStep::SignIn);
         assert_eq!(notices.visible(1_000 + NOTICE_MS).len(), 1);
+        notices.push(NewNotice::info("Sign-in canceled."), 2_000);
+        notices.clear_passing();
+        assert_eq!(notices.visible(2_000).len(), 1, "the error stays");
         let id = notices.visible(1_000 + NOTICE_MS)[0].id;
         notices.dismiss(id);
         assert!(notices.visible(1_000 + NOTICE_MS).is_empty());

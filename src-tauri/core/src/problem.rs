@@ -75,8 +75,8 @@ impl ShareFailure {
             ShareFailure::FolderMissing { path } => problem(
                 "The folder was moved or deleted",
                 format!(
-                    "Nothing is at {path} any more, so Codex works on nothing here. Locate the \
-                     folder where it is now, or stop sharing it."
+                    "Linzumi cannot find it at {path} any more, and Codex stopped working in \
+                     it. Locate it where it is now, or stop sharing it."
                 ),
                 Some(NextStep::Locate),
                 None,

@@ -421,7 +421,7 @@ mod tests {
                     "detail": null,
                     "problem": {
                         "title": "The folder was moved or deleted",
-                        "message": "Nothing is at /src/site any more, so Codex works on nothing here. Locate the folder where it is now, or stop sharing it.",
+                        "message": "Linzumi cannot find it at /src/site any more, and Codex stopped working in it. Locate it where it is now, or stop sharing it.",
                         "next": "locate",
                         "field": null,
                         "details": null
