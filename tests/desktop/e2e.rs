@@ -31,8 +31,8 @@ use mock_model_api::{CodexHome, CodexHomeOptions, MockModelApi};
 use serde_json::{Value, json};
 use session::{require, wait_until};
 use support::{
-    Desk, WAIT, app_servers, authorize_in_browser, click_button, mock, quit, wait_for_notice,
-    wait_for_snapshot,
+    Desk, WAIT, app_servers, authorize_in_browser, click_button, click_button_in, mock, quit,
+    wait_for_notice, wait_for_snapshot,
 };
 
 fn with_state(link: &str, state: &str) -> String {
@@ -72,9 +72,9 @@ async fn sign_in_share_and_approve_from_a_notification() {
 
     let driver = desk.start_driver().await;
 
-    // Not signed in yet: the folder cannot start.
-    let state = wait_for_snapshot(&driver, "the folder reports it needs a sign-in", |s| {
-        s["folders"][0]["state"] == "error"
+    // Not signed in yet: the folder waits for a sign-in.
+    let state = wait_for_snapshot(&driver, "the folder waits for a sign-in", |s| {
+        s["folders"][0]["state"] == "waiting_for_sign_in"
     })
     .await;
     assert_eq!(state["account"]["signedIn"], false);
@@ -196,7 +196,10 @@ async fn sign_in_share_and_approve_from_a_notification() {
         .unwrap();
     assert!(desk.project.join("approved.txt").exists());
     let menus = std::fs::read_to_string(desk.dir().join("menus")).unwrap();
-    assert!(menus.contains("#Approve (Codex asks"), "{menus}");
+    assert!(
+        menus.contains("#Approve (my-app: Run `touch approved.txt`?)"),
+        "{menus}"
+    );
     wait_until("the notification is gone", WAIT, || desk.displayed() == 0);
 
     // Answered in the chat first: the notification is withdrawn.
@@ -244,6 +247,75 @@ async fn sign_in_share_and_approve_from_a_notification() {
     assert!(!desk.project.join("denied.txt").exists());
     wait_for_snapshot(&driver, "the folder is ready again", |s| {
         s["folders"][0]["state"] == "ready"
+    })
+    .await;
+
+    // A dev server: its command is approved in the window, its preview too, and "Stop
+    // preview" withdraws it (Kandan is told).
+    let port = support::free_port();
+    kandan
+        .post_user_message(
+            &workspace,
+            &channel,
+            Some(&thread),
+            "tester",
+            &mock(json!([
+                {"exec": format!("python3 -m http.server {port} --bind 127.0.0.1"), "yield_ms": 1500},
+                {"text": "The dev server is up."}
+            ])),
+        )
+        .await
+        .unwrap();
+    let card = driver
+        .wait_for(
+            "the window asks to run the server",
+            "const r = document.querySelector('.request'); return r ? r.innerText : null;",
+            json!([]),
+        )
+        .await;
+    let card = card.as_str().unwrap();
+    assert!(
+        card.contains(&format!("Run python3 -m http.server {port}")),
+        "the command as typed, without its shell: {card}"
+    );
+    assert!(card.contains("tester asked: “mock:"), "who asked: {card}");
+    click_button_in(&driver, ".request", "Approve").await;
+    wait_for_snapshot(&driver, "the window asks to open a preview", |s| {
+        s["folders"][0]["portPrompts"][0]["port"] == port
+    })
+    .await;
+    click_button_in(&driver, ".request", "Approve").await;
+    let state = wait_for_snapshot(&driver, "the preview is open", |s| {
+        s["folders"][0]["forwardedPorts"][0]["port"] == port
+    })
+    .await;
+    let said: Vec<&str> = state["activity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|entry| entry["text"].as_str())
+        .collect();
+    assert!(
+        said.contains(
+            &format!("Preview of port {port} opened — approved by you (window)").as_str()
+        ),
+        "{said:#?}"
+    );
+    assert!(
+        said.iter()
+            .any(|text| text.ends_with("approved by you (window)") && text.starts_with("Run `")),
+        "{said:#?}"
+    );
+    kandan.clear_events();
+    click_button(&driver, "Stop preview").await;
+    let revoked = kandan
+        .wait_for_event(|event| event.event == "forward_port_revoked", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(revoked.payload["port"], port);
+    assert_eq!(revoked.payload["reason"], "stopped_by_owner");
+    wait_for_snapshot(&driver, "the preview is gone from the window", |s| {
+        s["folders"][0]["forwardedPorts"] == json!([])
     })
     .await;
 
@@ -300,8 +372,10 @@ async fn the_tray_menu_works_in_a_real_tray() {
 
     let registered =
         || std::fs::read_dir(&autostart).is_ok_and(|mut entries| entries.next().is_some());
-    // From the bottom: Quit, Sign in…, Start at login. The menu is rebuilt (and closes)
-    // while the app starts up and its folder changes state, so a press may miss.
+    // Signed out, from the bottom: Quit, Start at login, Open Linzumi, the folder, Share
+    // folder with Kandan…, Sign in to Kandan… (the status and account lines on top are
+    // not selectable). The menu is rebuilt (and closes) while the app starts up and its
+    // folder changes state, so a press may miss.
     // Chooses the item `keys` lead to until `done` (a press may miss; see above).
     let choose = |keys: &[&str], done: &dyn Fn() -> bool| {
         for _ in 0..5 {
@@ -319,7 +393,7 @@ async fn the_tray_menu_works_in_a_real_tray() {
         false
     };
     assert!(
-        choose(&["Up", "Up", "Up", "Return"], &registered),
+        choose(&["Up", "Up", "Return"], &registered),
         "Start at login registers a login item"
     );
     let config: Value =
@@ -335,7 +409,7 @@ async fn the_tray_menu_works_in_a_real_tray() {
     };
     assert!(!window_shown(), "no window before it is asked for");
     open_menu();
-    key(&["Up", "Up", "Up", "Up", "Return"]);
+    key(&["Up", "Up", "Up", "Return"]);
     wait_until("Open Linzumi shows the window", WAIT, window_shown);
 
     // Without a window manager the window opens over the panel: move it below.
@@ -353,8 +427,66 @@ async fn the_tray_menu_works_in_a_real_tray() {
             .into_iter()
             .find(|url| url.contains("/oauth/authorize"))
     };
+    // "Share folder with Kandan…" opens the folder picker at once; the folder typed
+    // there is shared.
+    let other = desk.dir().join("other-app");
+    std::fs::create_dir_all(&other).unwrap();
+    let picker_shown = || {
+        desk.command("xdotool")
+            .args([
+                "search",
+                "--onlyvisible",
+                "--name",
+                "^Share a folder with Kandan$",
+            ])
+            .output()
+            .is_ok_and(|output| !output.stdout.is_empty())
+    };
     assert!(
-        choose(&["Up", "Up", "Return"], &|| authorize().is_some()),
+        choose(&["Up", "Up", "Up", "Up", "Up", "Return"], &picker_shown),
+        "Share folder with Kandan… opens the picker"
+    );
+    let shared = || {
+        std::fs::read_to_string(&desk.config_path).is_ok_and(|config| config.contains("other-app"))
+    };
+    let focus_picker = || {
+        desk.command("xdotool")
+            .args([
+                "search",
+                "--onlyvisible",
+                "--name",
+                "^Share a folder with Kandan$",
+            ])
+            .args(["windowfocus", "--sync"])
+            .status()
+            .unwrap();
+    };
+    focus_picker();
+    let typed = desk
+        .command("xdotool")
+        .args(["type", "--delay", "30", &format!("{}/", other.display())])
+        .status()
+        .unwrap();
+    assert!(typed.success());
+    // Return opens the typed folder in the picker, or chooses it; once more chooses it.
+    for _ in 0..3 {
+        if shared() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(700));
+        if picker_shown() {
+            focus_picker();
+            key(&["Return"]);
+        }
+    }
+    wait_until("the picked folder is shared", WAIT, shared);
+
+    // The menu has one more folder now: Sign in to Kandan… is one further up.
+    assert!(
+        choose(
+            &["Up", "Up", "Up", "Up", "Up", "Up", "Up", "Return"],
+            &|| authorize().is_some()
+        ),
         "Sign in… opens the browser"
     );
     let authorize = authorize().unwrap();

@@ -37,11 +37,37 @@ pub fn shorten(text: &str, max: usize) -> String {
     short
 }
 
+/// The command a person would type: Codex runs each one through a login shell
+/// (`/bin/bash -lc 'npm test'`), which is noise in a question.
+pub fn plain_command(command: &str) -> &str {
+    const SHELLS: [&str; 4] = ["/bin/bash", "bash", "/bin/zsh", "/bin/sh"];
+    let command = command.trim();
+    let Some(rest) = SHELLS.iter().find_map(|shell| {
+        let rest = command.strip_prefix(shell)?.trim_start();
+        ["-lc ", "-c "]
+            .iter()
+            .find_map(|flag| rest.strip_prefix(flag))
+    }) else {
+        return command;
+    };
+    let rest = rest.trim();
+    for quote in ['\'', '"'] {
+        if let Some(inner) = rest
+            .strip_prefix(quote)
+            .and_then(|rest| rest.strip_suffix(quote))
+            && !inner.contains(quote)
+        {
+            return inner;
+        }
+    }
+    rest
+}
+
 /// What a Codex approval asks, as a question: "Run `npm test`?".
 pub fn approval_question(kind: &str, summary: &str) -> String {
     match kind {
         server_requests::COMMAND_APPROVAL => {
-            format!("Run `{}`?", shorten(summary, TITLE_CHARS))
+            format!("Run `{}`?", shorten(plain_command(summary), TITLE_CHARS))
         }
         server_requests::FILE_CHANGE_APPROVAL => "Let Codex change files?".to_owned(),
         server_requests::PERMISSIONS_APPROVAL => "Give Codex more permissions?".to_owned(),
@@ -145,6 +171,28 @@ mod tests {
         assert_eq!(answered_by("kandan:ada", None), "ada in Kandan");
         assert_eq!(answered_by("kandan:user-7", None), "someone in Kandan");
         assert_eq!(answered_by("kandan", None), "someone in Kandan");
+    }
+
+    #[test]
+    fn commands_lose_their_shell_wrapper() {
+        for (ran, shown) in [
+            ("/bin/bash -lc 'touch approved.txt'", "touch approved.txt"),
+            ("bash -c \"npm test\"", "npm test"),
+            ("/bin/sh -c ls", "ls"),
+            ("npm test", "npm test"),
+            // Quoting the wrapper does not undo is shown as it is.
+            ("/bin/bash -lc 'a' && 'b'", "'a' && 'b'"),
+            ("/bin/bashful -lc x", "/bin/bashful -lc x"),
+        ] {
+            assert_eq!(plain_command(ran), shown, "{ran}");
+        }
+        assert_eq!(
+            approval_question(
+                server_requests::COMMAND_APPROVAL,
+                "/bin/bash -lc 'npm test'"
+            ),
+            "Run `npm test`?"
+        );
     }
 
     #[test]
