@@ -496,9 +496,68 @@ async fn the_tray_menu_works_in_a_real_tray() {
         .await
         .unwrap();
     desk.hand_over(response.headers()["location"].to_str().unwrap());
-    wait_until("the shared folder's Codex runs", WAIT, || {
-        !app_servers(&desk.config_path).is_empty()
+    wait_until("both shared folders' Codex run", WAIT, || {
+        app_servers(&desk.config_path).len() == 2
     });
+
+    // A prompt is answerable from the tray menu (here there is no notification server at
+    // all): it is the first entry after the status and account lines, and its submenu
+    // starts with Approve.
+    let read_config = || -> Value {
+        serde_json::from_str(&std::fs::read_to_string(&desk.config_path).unwrap()).unwrap()
+    };
+    wait_until("Kandan gave the folders a channel", WAIT, || {
+        read_config()["folders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|folder| folder["channel"].is_string())
+    });
+    let config = read_config();
+    let (workspace, channel) = (
+        config["folders"][0]["workspace"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        config["folders"][0]["channel"].as_str().unwrap().to_owned(),
+    );
+    let thread = kandan
+        .wait_for_thread(
+            &workspace,
+            &channel,
+            |messages| {
+                messages
+                    .iter()
+                    .any(|m| m.payload["structured"]["kind"] == "local_runner_availability")
+            },
+            WAIT,
+        )
+        .await
+        .unwrap()
+        .iter()
+        .find(|m| m.payload["structured"]["kind"] == "local_runner_availability")
+        .unwrap()
+        .thread_id
+        .clone();
+    kandan
+        .post_user_message(
+            &workspace,
+            &channel,
+            Some(&thread),
+            "tester",
+            &support::mock(json!([{"exec": "touch from-tray.txt"}, {"text": "done"}])),
+        )
+        .await
+        .unwrap();
+    let touched = || {
+        [&desk.project, &other]
+            .iter()
+            .any(|dir| dir.join("from-tray.txt").exists())
+    };
+    assert!(
+        choose(&["Down", "Right", "Return"], &touched),
+        "Approve in the tray menu runs the command"
+    );
 
     let running = std::cell::RefCell::new(app);
     assert!(

@@ -167,11 +167,12 @@ impl Desk {
         WebDriver::start(port, Path::new(APP)).await
     }
 
-    /// Starts the app, its output discarded.
+    /// Starts the app; its log goes to `app.log` in the desk's folder.
     pub fn launch(&self) -> std::process::Child {
+        let log = std::fs::File::create(self.dir().join("app.log")).unwrap();
         self.command(APP)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap()
     }
