@@ -604,25 +604,7 @@ impl<R: Runtime> Desktop<R> {
     /// the token) and waits for a sign-in; the owner is told once.
     async fn session_ended(self: &Arc<Self>) {
         let first = lock(&self.account).session_ended();
-        let runners: Vec<(String, Runner)> = self.runners.lock().await.drain().collect();
-        for (id, mut runner) in runners {
-            runner.stop().await;
-            self.apply(&id, FolderInput::NeedsSignIn);
-        }
-        let waiting: Vec<String> = lock(&self.config)
-            .folders
-            .iter()
-            .map(|folder| folder.id.clone())
-            .collect();
-        for id in waiting {
-            let live = lock(&self.statuses)
-                .get(&id)
-                .is_some_and(FolderStatus::is_live);
-            if live {
-                self.apply(&id, FolderInput::NeedsSignIn);
-            }
-        }
-        self.publish();
+        self.wait_for_sign_in().await;
         if first {
             let notifier = self.notifier.clone();
             tauri::async_runtime::spawn_blocking(move || {
@@ -1049,11 +1031,9 @@ impl<R: Runtime> Desktop<R> {
         }
     }
 
-    pub async fn sign_out(&self) -> Result<(), String> {
-        let runners: Vec<(String, Runner)> = self.runners.lock().await.drain().collect();
-        for (_, mut runner) in runners {
-            runner.stop().await;
-        }
+    /// Every shared folder waits for a sign-in, its runner stopped. Marked first, so a
+    /// runner's own "stopped" says nothing (the folder is still shared).
+    async fn wait_for_sign_in(&self) {
         let ids: Vec<String> = lock(&self.config)
             .folders
             .iter()
@@ -1062,6 +1042,15 @@ impl<R: Runtime> Desktop<R> {
         for id in ids {
             self.apply(&id, FolderInput::NeedsSignIn);
         }
+        self.publish();
+        let runners: Vec<Runner> = self.runners.lock().await.drain().map(|(_, r)| r).collect();
+        for mut runner in runners {
+            runner.stop().await;
+        }
+    }
+
+    pub async fn sign_out(&self) -> Result<(), String> {
+        self.wait_for_sign_in().await;
         let kandan = self.kandan()?;
         let key = TokenKey::new(&kandan, AuthScope::Onboarding);
         let tokens = self.tokens.clone();

@@ -10,6 +10,9 @@
 //! - Kandan ends the session (every token of the user revoked, the socket dropped): not
 //!   "Offline" but "Your Kandan session ended", one notification; signing in again
 //!   resumes the folder without sharing it again.
+//! - Sign out asks first while a folder is shared.
+//! - A start that fails (Kandan refuses the runner's join) reads as a sentence with
+//!   Retry, the raw error behind Details; Retry shares the folder once the cause is gone.
 //! - Settings: a bare host name is taken as https; a bad value is named at its field.
 //!
 //! Each state is kept as a screenshot in `.artifacts/desktop-<state>-<theme>.png`; the
@@ -24,11 +27,13 @@ mod webdriver;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kandan_test_server::{KandanTestServer, ServerConfig};
+use kandan_test_server::{Fault, KandanTestServer, ServerConfig};
 use mock_model_api::{CodexHome, CodexHomeOptions, MockModelApi};
 use serde_json::{Value, json};
 use session::wait_until;
-use support::{Desk, WAIT, click_button, quit, wait_for_notice, wait_for_snapshot};
+use support::{
+    Desk, WAIT, click_button, click_button_in, quit, wait_for_notice, wait_for_snapshot,
+};
 use webdriver::WebDriver;
 
 /// Saves the window as `.artifacts/desktop-<state>-<theme>.png`, a frame after the change.
@@ -255,6 +260,55 @@ async fn first_run_to_recovery(theme: &str) {
     assert_eq!(state["folders"][0]["id"], folder_id);
     assert_eq!(state["folders"].as_array().unwrap().len(), 1);
 
+    // Sign out asks first while a folder is shared; Cancel keeps everything.
+    click_button(&driver, "Sign out").await;
+    let asked = text_of(&driver, "#confirm-signout").await;
+    assert!(
+        asked.contains("Your shared folder stops until you sign in again"),
+        "{asked}"
+    );
+    click_button(&driver, "Cancel").await;
+    wait_for_snapshot(&driver, "still signed in", |s| {
+        s["account"]["signedIn"] == true
+    })
+    .await;
+    click_button(&driver, "Sign out").await;
+    text_of(&driver, "#confirm-signout").await;
+    click_button_in(&driver, "#account", "Sign out").await;
+    wait_for_snapshot(&driver, "signed out, the folder waits", |s| {
+        s["account"]["signedIn"] == false && s["folders"][0]["state"] == "waiting_for_sign_in"
+    })
+    .await;
+
+    // A start that fails is said in words with Retry, which starts it once the cause is
+    // gone.
+    let runner_id = state["folders"][0]["runnerId"].as_str().unwrap();
+    kandan.set_fault(Fault::RejectJoins {
+        topic: format!("local_runner:{runner_id}"),
+        reason: "maintenance".into(),
+    });
+    let authorize = start_sign_in(&desk, &driver, "Sign in to Kandan").await;
+    finish_in_browser(&desk, &authorize).await;
+    let state = wait_for_snapshot(&driver, "the start fails", |s| {
+        s["folders"][0]["state"] == "error"
+    })
+    .await;
+    let problem = &state["folders"][0]["problem"];
+    assert_eq!(problem["next"], "retry", "{problem:#}");
+    let card = text_of(&driver, ".folder-card[data-state=error]").await;
+    assert!(card.contains(problem["title"].as_str().unwrap()), "{card}");
+    assert!(
+        !card.contains("maintenance"),
+        "the raw error only in Details: {card}"
+    );
+    screenshot(&driver, "start-failed", theme).await;
+    kandan.clear_faults();
+    click_button_in(&driver, ".folder-card", "Retry").await;
+    wait_for_snapshot(&driver, "Retry shares the folder", |s| {
+        s["folders"][0]["state"] == "ready"
+    })
+    .await;
+
     // Settings: a field's problem is shown at that field.
     click_button(&driver, "Settings").await;
     driver
@@ -267,6 +321,21 @@ async fn first_run_to_recovery(theme: &str) {
     click_button(&driver, "Save settings").await;
     let field = text_of(&driver, "#e-forwardPorts").await;
     assert!(field.contains("“80000” is not a port number"), "{field}");
+    // A bare host name is taken as https (another Kandan: its own sign-in).
+    driver
+        .execute(
+            "const p = document.querySelector('#s-forwardPorts'); p.value = ''; \
+             const k = document.querySelector('#s-kandanUrl'); k.value = 'kandan.example.com'; \
+             k.dispatchEvent(new Event('input', {bubbles: true}));",
+            json!([]),
+        )
+        .await;
+    click_button(&driver, "Save settings").await;
+    wait_for_snapshot(&driver, "the host is saved as https", |s| {
+        s["settings"]["kandanUrl"] == "https://kandan.example.com"
+    })
+    .await;
+    assert_eq!(text_of(&driver, "#e-forwardPorts").await, "");
 
     quit(driver, &desk.config_path).await;
     kandan.shutdown().await;

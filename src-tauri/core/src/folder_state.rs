@@ -378,10 +378,8 @@ impl FolderStatus {
                     ShareFailure::FolderMissing { path } => self.go_missing(path),
                     failure => {
                         let problem = failure.problem();
-                        let note = Note::error(format!(
-                            "Could not start sharing: {}",
-                            problem.title.to_lowercase()
-                        ));
+                        let note =
+                            Note::error(format!("Sharing did not start — {}", problem.title));
                         let note = match &problem.details {
                             Some(details) => note.with_details(details.clone()),
                             None => note,
@@ -804,7 +802,7 @@ mod tests {
         assert_eq!(level(note.clone()), Some(ActivityLevel::Error));
         assert_eq!(
             text(note.clone()),
-            "Could not start sharing: kandan could not be reached"
+            "Sharing did not start — Kandan could not be reached"
         );
         assert!(details(note).unwrap().contains("ws://k"));
         assert_eq!(status.state(), FolderState::Error);
