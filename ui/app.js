@@ -819,7 +819,8 @@ function activityView() {
           h(
             "time",
             { datetime: new Date(entry.at).toISOString(), title: new Date(entry.at).toLocaleString() },
-            repeated ? `${clock(entry.firstAt)}–${clock(entry.at)}` : relativeTime(entry.at, now),
+            // A range only when it spans more than a minute.
+            repeated && clock(entry.firstAt) !== clock(entry.at) ? `${clock(entry.firstAt)}–${clock(entry.at)}` : relativeTime(entry.at, now),
           ),
           folder ? h("span", { title: folder.path }, folder.name) : null,
         ),

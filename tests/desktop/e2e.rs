@@ -250,6 +250,44 @@ async fn sign_in_share_and_approve_from_a_notification() {
     })
     .await;
 
+    // A click on a prompt's notification opens the window at that prompt.
+    kandan
+        .post_user_message(
+            &workspace,
+            &channel,
+            Some(&thread),
+            "tester",
+            &mock(json!([{"exec": "touch clicked.txt"}, {"text": "done"}])),
+        )
+        .await
+        .unwrap();
+    wait_until("dunst shows the third approval", WAIT, || {
+        desk.displayed() == 1
+    });
+    let waiting = wait_for_snapshot(&driver, "the window lists the approval", |s| {
+        s["folders"][0]["approvals"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    let request_id = waiting["folders"][0]["approvals"][0]["requestId"].clone();
+    desk.dunstctl(&["action", "0"]);
+    wait_for_snapshot(&driver, "the window is asked to show the prompt", |s| {
+        s["focus"]["requestId"] == request_id
+    })
+    .await;
+    driver
+        .wait_for(
+            "the prompt's Approve has the focus",
+            "return document.activeElement?.id?.startsWith('approve-') || null;",
+            json!([]),
+        )
+        .await;
+    click_button_in(&driver, ".request", "Approve").await;
+    wait_until("the approved command ran", WAIT, || {
+        desk.project.join("clicked.txt").exists()
+    });
+
     // A dev server: its command is approved in the window, its preview too, and "Stop
     // preview" withdraws it (Kandan is told).
     let port = support::free_port();

@@ -5,6 +5,8 @@
 //! - First run: "Signed out", one primary action (Sign in to Kandan), the shared folder
 //!   "Waiting for sign-in". Sign in shows "Waiting for your browser…" with the link to
 //!   copy; Cancel ends it with a message; the next sign-in starts the folder by itself.
+//! - A Kandan outage reads "Offline, retrying" and recovers by itself, its retries one
+//!   line in the activity list.
 //! - A folder moved away is noticed (before Codex runs another turn in it) and offers
 //!   Locate… and Stop sharing; put back, it starts again.
 //! - Kandan ends the session (every token of the user revoked, the socket dropped): not
@@ -196,6 +198,32 @@ async fn first_run_to_recovery(theme: &str) {
     let folder_id = state["folders"][0]["id"].clone();
     assert_eq!(state["statusLine"], "1 folder shared");
     screenshot(&driver, "signed-in", theme).await;
+
+    // A real outage is not an ended session: "Offline, retrying", each failed retry
+    // folded into one activity line, and back by itself.
+    let offline = async {
+        wait_for_snapshot(&driver, "the folder is offline", |s| {
+            s["folders"][0]["state"] == "offline"
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let card = text_of(&driver, ".folder-card[data-state=offline]").await;
+        assert!(card.contains("Offline, retrying"), "{card}");
+        screenshot(&driver, "offline", theme).await;
+    };
+    tokio::join!(kandan.restart(Duration::from_secs(8)), offline);
+    let state = wait_for_snapshot(&driver, "the folder is back after the outage", |s| {
+        s["folders"][0]["state"] == "ready"
+    })
+    .await;
+    assert_eq!(state["account"]["sessionEnded"], false);
+    let retries: Vec<&Value> = state["activity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["text"] == "Still cannot reach Kandan; retrying")
+        .collect();
+    assert!(retries.len() <= 1, "repeats are one line: {retries:#?}");
 
     // The folder is moved away: noticed, with Locate… and Stop sharing, and one
     // notification.
