@@ -1018,17 +1018,28 @@ impl<R: Runtime> Desktop<R> {
         Ok(user)
     }
 
-    /// A `linzumi://` link arrived (this launch, or a second one handed over).
+    /// A `linzumi://` link arrived (this launch, or a second one handed over). A refused
+    /// link needs nothing from the owner: it is said, and goes by itself, unless Kandan
+    /// itself said no.
     pub fn deep_link(self: &Arc<Self>, link: &url::Url) {
-        if let Err(refused) = self.signin.deliver(link) {
-            let notice = match refused {
-                LinkRefused::Canceled | LinkRefused::Replayed => {
-                    NewNotice::info(refused.to_string())
-                }
-                _ => NewNotice::error(refused.to_string()),
-            };
-            self.report(notice);
-        }
+        let Err(refused) = self.signin.deliver(link) else {
+            return;
+        };
+        let warning = |text: &str| NewNotice {
+            level: ActivityLevel::Warning,
+            details: Some(refused.to_string()),
+            ..NewNotice::info(text)
+        };
+        let notice = match &refused {
+            LinkRefused::Forged => warning("Ignored a sign-in link that was not for this sign-in."),
+            LinkRefused::NotASignInLink(_) => warning("Ignored a link Linzumi does not handle."),
+            LinkRefused::MissingCode => warning("Ignored a broken sign-in link."),
+            LinkRefused::Denied(_) => NewNotice::error(refused.to_string()),
+            LinkRefused::Unsolicited | LinkRefused::Replayed | LinkRefused::Canceled => {
+                NewNotice::info(refused.to_string())
+            }
+        };
+        self.report(notice);
     }
 
     /// Every shared folder waits for a sign-in, its runner stopped. Marked first, so a

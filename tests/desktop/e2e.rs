@@ -100,7 +100,11 @@ async fn sign_in_share_and_approve_from_a_notification() {
 
     // A link with a forged state is refused, and does not spoil the real one.
     desk.hand_over(&with_state(&callback, "forged-state"));
-    wait_for_notice(&driver, "does not match the sign-in in progress").await;
+    wait_for_notice(
+        &driver,
+        "Ignored a sign-in link that was not for this sign-in.",
+    )
+    .await;
     desk.hand_over(&callback);
     let state = wait_for_snapshot(&driver, "the folder is shared after signing in", |s| {
         s["account"]["signedIn"] == true && s["folders"][0]["state"] == "ready"
