@@ -596,6 +596,21 @@ async fn the_tray_menu_works_in_a_real_tray() {
             .iter()
             .any(|dir| dir.join("from-tray.txt").exists())
     };
+    // The menu with the prompt in it, for a look: .artifacts/desktop-tray-menu.png.
+    std::thread::sleep(Duration::from_secs(4)); // Codex asks within a second or two
+    open_menu();
+    key(&["Down", "Right"]);
+    std::thread::sleep(Duration::from_millis(700));
+    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = desk
+        .command("import")
+        .args(["-window", "root"])
+        .arg(artifacts.join("desktop-tray-menu.png"))
+        .status()
+        .unwrap();
+    assert!(shot.success());
+    key(&["Escape", "Escape"]);
     assert!(
         choose(&["Down", "Right", "Return"], &touched),
         "Approve in the tray menu runs the command"
