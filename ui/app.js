@@ -993,7 +993,7 @@ form.addEventListener("submit", async (event) => {
   if (busy.has("save")) return;
   const read = readSettings();
   if (read.problems) {
-    errors.set("save", { message: "Fix the fields marked below, then save again.", details: null });
+    errors.set("save", { message: "Fix the marked fields, then save again.", details: null });
     setFieldErrors(read.problems);
     render();
     fields[read.problems[0].field].focus();
@@ -1007,7 +1007,7 @@ form.addEventListener("submit", async (event) => {
     const known = problems.filter((problem) => fields[problem.field]);
     setFieldErrors(known);
     if (known.length) {
-      errors.set("save", { message: "Fix the fields marked below, then save again.", details: null });
+      errors.set("save", { message: "Fix the marked fields, then save again.", details: null });
       fields[known[0].field].focus();
     }
     render();
@@ -1073,6 +1073,12 @@ for (const tab of tabs) {
 
 document.addEventListener("keydown", (event) => {
   if (event.key !== "Escape") return;
+  if (confirmingSignOut) {
+    confirmingSignOut = false;
+    pendingFocus = "signout";
+    render();
+    return;
+  }
   const card = event.target.closest && event.target.closest("[data-folder]");
   if (card && confirmingStop.has(card.dataset.folder)) {
     confirmingStop.delete(card.dataset.folder);

@@ -349,6 +349,13 @@ async fn first_run_to_recovery(theme: &str) {
     click_button(&driver, "Save settings").await;
     let field = text_of(&driver, "#e-forwardPorts").await;
     assert!(field.contains("“80000” is not a port number"), "{field}");
+    driver
+        .execute(
+            "document.querySelector('#s-forwardPorts').scrollIntoView({block: 'center'});",
+            json!([]),
+        )
+        .await;
+    screenshot(&driver, "settings-field-error", theme).await;
     // A bare host name is taken as https (another Kandan: its own sign-in).
     driver
         .execute(
