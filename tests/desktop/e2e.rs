@@ -11,9 +11,14 @@
 //!   `.artifacts/desktop-e2e.png`.
 //! - Codex asks for approval: dunst shows the notification, its Approve button resolves
 //!   the request on Kandan. Answered in the chat first, the notification is withdrawn.
+//! - A click on a prompt's notification opens the window at that prompt; approved there,
+//!   a dev server's preview opens, and "Stop preview" withdraws it (Kandan is told).
 //! - The tray menu (trayer as the tray host, clicked with xdotool) turns on Start at
-//!   login, opens the window (made only then: a tray app keeps no webview while
-//!   closed), signs in, and Quit ends the app and the folder's Codex; so does SIGTERM.
+//!   login; "Share folder with Kandan…" opens the picker at once (a folder already
+//!   shared is answered in a notification while the window is closed, another is
+//!   shared); it opens the window (made only then: a tray app keeps no webview while
+//!   closed), signs in, answers a Codex approval from the menu, and Quit ends the app and
+//!   the folders' Codex; so does SIGTERM.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../../src-tauri/core/tests/support/mod.rs"]
@@ -374,6 +379,7 @@ async fn the_tray_menu_works_in_a_real_tray() {
     let model = MockModelApi::start().await.unwrap();
     let codex = CodexHome::create(&model, CodexHomeOptions::default()).unwrap();
     let mut desk = Desk::new("desktop-tray", &kandan, &codex);
+    desk.start_dunst();
     trayer::start(&mut desk.session, &desk.env);
     wait_until("trayer is up", WAIT, || trayer::panel(&desk.env).is_some());
 
@@ -434,6 +440,56 @@ async fn the_tray_menu_works_in_a_real_tray() {
         }
         false
     };
+    // Shares `folder` through the tray's "Share folder with Kandan…" (the fifth entry
+    // from the bottom while signed out), typing its path into the picker, until `done`.
+    let picker_shown = || {
+        desk.command("xdotool")
+            .args([
+                "search",
+                "--onlyvisible",
+                "--name",
+                "^Share a folder with Kandan$",
+            ])
+            .output()
+            .is_ok_and(|output| !output.stdout.is_empty())
+    };
+    let share_in_tray = |folder: &std::path::Path, done: &dyn Fn() -> bool| {
+        assert!(
+            choose(&["Up", "Up", "Up", "Up", "Up", "Return"], &picker_shown),
+            "Share folder with Kandan… opens the picker"
+        );
+        let focus_picker = || {
+            desk.command("xdotool")
+                .args([
+                    "search",
+                    "--onlyvisible",
+                    "--name",
+                    "^Share a folder with Kandan$",
+                ])
+                .args(["windowfocus", "--sync"])
+                .status()
+                .unwrap();
+        };
+        focus_picker();
+        let typed = desk
+            .command("xdotool")
+            .args(["type", "--delay", "30", &format!("{}/", folder.display())])
+            .status()
+            .unwrap();
+        assert!(typed.success());
+        // Return opens the typed folder in the picker, or chooses it; once more chooses it.
+        for _ in 0..3 {
+            if done() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(700));
+            if picker_shown() {
+                focus_picker();
+                key(&["Return"]);
+            }
+        }
+    };
+
     assert!(
         choose(&["Up", "Up", "Return"], &registered),
         "Start at login registers a login item"
@@ -441,6 +497,18 @@ async fn the_tray_menu_works_in_a_real_tray() {
     let config: Value =
         serde_json::from_str(&std::fs::read_to_string(&desk.config_path).unwrap()).unwrap();
     assert_eq!(config["settings"]["startAtLogin"], true, "{config:#}");
+
+    // Sharing a folder that is already shared, from the tray with no window open: the
+    // answer comes as a notification.
+    share_in_tray(&desk.project, &|| desk.displayed() > 0);
+    wait_until("a notification answers", WAIT, || desk.displayed() > 0);
+    desk.dunstctl(&["close-all"]);
+    let history: Value = serde_json::from_str(&desk.dunstctl(&["history"])).unwrap();
+    let body = history["data"][0][0]["body"]["data"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(body.contains("is already shared"), "{history:#}");
 
     // With a tray, the window is only made when asked for: Open Linzumi.
     let window_shown = || {
@@ -473,54 +541,10 @@ async fn the_tray_menu_works_in_a_real_tray() {
     // there is shared.
     let other = desk.dir().join("other-app");
     std::fs::create_dir_all(&other).unwrap();
-    let picker_shown = || {
-        desk.command("xdotool")
-            .args([
-                "search",
-                "--onlyvisible",
-                "--name",
-                "^Share a folder with Kandan$",
-            ])
-            .output()
-            .is_ok_and(|output| !output.stdout.is_empty())
-    };
-    assert!(
-        choose(&["Up", "Up", "Up", "Up", "Up", "Return"], &picker_shown),
-        "Share folder with Kandan… opens the picker"
-    );
     let shared = || {
         std::fs::read_to_string(&desk.config_path).is_ok_and(|config| config.contains("other-app"))
     };
-    let focus_picker = || {
-        desk.command("xdotool")
-            .args([
-                "search",
-                "--onlyvisible",
-                "--name",
-                "^Share a folder with Kandan$",
-            ])
-            .args(["windowfocus", "--sync"])
-            .status()
-            .unwrap();
-    };
-    focus_picker();
-    let typed = desk
-        .command("xdotool")
-        .args(["type", "--delay", "30", &format!("{}/", other.display())])
-        .status()
-        .unwrap();
-    assert!(typed.success());
-    // Return opens the typed folder in the picker, or chooses it; once more chooses it.
-    for _ in 0..3 {
-        if shared() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(700));
-        if picker_shown() {
-            focus_picker();
-            key(&["Return"]);
-        }
-    }
+    share_in_tray(&other, &shared);
     wait_until("the picked folder is shared", WAIT, shared);
 
     // The menu has one more folder now: Sign in to Kandan… is one further up.

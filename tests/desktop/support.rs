@@ -136,7 +136,11 @@ impl Desk {
         let dunstrc = self.dir().join("dunstrc");
         std::fs::write(
             &dunstrc,
-            format!("[global]\n    dmenu = {}\n", script.display()),
+            // Bottom left: clear of the tray panel at the top right.
+            format!(
+                "[global]\n    dmenu = {}\n    origin = bottom-left\n",
+                script.display()
+            ),
         )
         .unwrap();
         let mut command = Command::new("dunst");
