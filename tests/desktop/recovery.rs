@@ -8,7 +8,8 @@
 //! - A Kandan outage reads "Offline, retrying" and recovers by itself, its retries one
 //!   line in the activity list.
 //! - A folder moved away is noticed (before Codex runs another turn in it) and offers
-//!   Locate… and Stop sharing; put back, it starts again.
+//!   Locate… and Stop sharing; Locate… (the native picker) points the share at where it
+//!   went, and it starts again.
 //! - Kandan ends the session (every token of the user revoked, the socket dropped): not
 //!   "Offline" but "Your Kandan session ended", one notification; signing in again
 //!   resumes the folder without sharing it again.
@@ -105,6 +106,46 @@ async fn start_sign_in(desk: &Desk, driver: &WebDriver, label: &str) -> String {
         desk.opened().len() > before
     });
     desk.opened().remove(before)
+}
+
+/// Chooses `folder` in the native folder picker titled like `title` (a regular
+/// expression), typing its path, until `done`.
+fn pick_folder(desk: &Desk, title: &str, folder: &std::path::Path, done: &dyn Fn() -> bool) {
+    let find = || {
+        let mut command = desk.command("xdotool");
+        command.args(["search", "--onlyvisible", "--name", title]);
+        command
+    };
+    wait_until("the folder picker opens", WAIT, || {
+        find()
+            .output()
+            .is_ok_and(|output| !output.stdout.is_empty())
+    });
+    let focus = || {
+        find().args(["windowfocus", "--sync"]).status().unwrap();
+    };
+    focus();
+    let typed = desk
+        .command("xdotool")
+        .args(["type", "--delay", "30", &format!("{}/", folder.display())])
+        .status()
+        .unwrap();
+    assert!(typed.success());
+    // Return opens the typed folder in the picker, or chooses it; once more chooses it.
+    for _ in 0..4 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(700));
+        if find()
+            .output()
+            .is_ok_and(|output| !output.stdout.is_empty())
+        {
+            focus();
+            let _ = desk.command("xdotool").args(["key", "Return"]).status();
+        }
+    }
+    wait_until("the picked folder is taken", WAIT, done);
 }
 
 async fn first_run_to_recovery(theme: &str) {
@@ -246,12 +287,19 @@ async fn first_run_to_recovery(theme: &str) {
         notifications(&desk, &mut seen),
         ["my-app was moved or deleted"]
     );
-    // Put back, it is shared again by itself.
-    std::fs::rename(&moved, &desk.project).unwrap();
-    wait_for_snapshot(&driver, "the folder is back", |s| {
+    // Locate… asks where it went (the native picker); the share follows it there.
+    click_button_in(&driver, ".folder-card", "Locate…").await;
+    let moved_path = std::fs::canonicalize(&moved).unwrap();
+    pick_folder(&desk, "^Where is my-app now\\?$", &moved_path, &|| {
+        std::fs::read_to_string(&desk.config_path)
+            .is_ok_and(|config| config.contains(moved_path.to_str().unwrap()))
+    });
+    let state = wait_for_snapshot(&driver, "the located folder is shared again", |s| {
         s["folders"][0]["state"] == "ready"
     })
     .await;
+    assert_eq!(state["folders"][0]["path"], moved_path.to_str().unwrap());
+    assert_eq!(state["folders"][0]["id"], folder_id, "the same share");
 
     // Kandan ends the session: not offline, but "session ended", said once.
     assert!(kandan.revoke_user_tokens("tester") > 0);
