@@ -218,6 +218,16 @@ async fn first_run_to_recovery(theme: &str) {
         "Waiting for browser"
     );
     screenshot(&driver, "waiting-for-browser", theme).await;
+    click_button(&driver, "Copy link").await;
+    let copied = text_of(&driver, ".signin-link").await;
+    driver
+        .wait_for(
+            "the link is copied",
+            "return document.querySelector('.signin-link')?.innerText.includes('Copied') || null;",
+            json!([]),
+        )
+        .await;
+    assert!(!copied.contains("Could not copy"), "{copied}");
     click_button(&driver, "Cancel").await;
     wait_for_notice(&driver, "Sign-in canceled.").await;
     // The canceled sign-in's link, should it still arrive, signs nobody in.
