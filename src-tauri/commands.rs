@@ -1,16 +1,45 @@
-//! What the window may ask for (`invoke`). Errors are sentences the window shows next to
-//! what was clicked.
+//! What the window may ask for (`invoke`). A failure is a [`Failure`]: a sentence the
+//! window shows next to what was clicked, and the raw error behind "Details".
 use std::sync::Arc;
 
-use linzumi_desktop_core::settings::Settings;
+use linzumi_desktop_core::notices::NewNotice;
+use linzumi_desktop_core::prompts::Surface;
+use linzumi_desktop_core::settings::{Settings, SettingsRejected};
 use linzumi_desktop_core::snapshot::Snapshot;
+use serde::Serialize;
 use tauri::{AppHandle, State, Wry};
 use tauri_plugin_autostart::ManagerExt as _;
-use tauri_plugin_dialog::DialogExt as _;
 
-use crate::desktop::Desktop;
+use crate::desktop::{self, Desktop};
 
 type App<'a> = State<'a, Arc<Desktop<Wry>>>;
+
+/// Why a window action did not work.
+#[derive(Debug, Serialize)]
+pub struct Failure {
+    message: String,
+    details: Option<String>,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure {
+            message,
+            details: None,
+        }
+    }
+}
+
+impl From<NewNotice> for Failure {
+    fn from(notice: NewNotice) -> Failure {
+        Failure {
+            message: notice.text,
+            details: notice.details,
+        }
+    }
+}
+
+type Done = Result<(), Failure>;
 
 #[tauri::command]
 pub fn get_snapshot(desktop: App<'_>) -> Snapshot {
@@ -19,80 +48,98 @@ pub fn get_snapshot(desktop: App<'_>) -> Snapshot {
 
 /// Asks for a folder with the native picker, then shares it.
 #[tauri::command]
-pub async fn share_folder(app: AppHandle<Wry>, desktop: App<'_>) -> Result<(), String> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    app.dialog().file().pick_folder(move |folder| {
-        let _ = tx.send(folder);
-    });
-    let Some(folder) = rx.await.ok().flatten() else {
+pub async fn share_folder(app: AppHandle<Wry>, desktop: App<'_>) -> Done {
+    let Some(path) = desktop::pick_folder(&app, "Share a folder with Kandan").await else {
         return Ok(());
     };
-    let path = folder.into_path().map_err(|error| error.to_string())?;
-    desktop.inner().share(path).await
+    Ok(desktop.inner().share(path).await?)
 }
 
 #[tauri::command]
-pub async fn stop_sharing(desktop: App<'_>, folder_id: String) -> Result<(), String> {
-    desktop.stop_sharing(&folder_id).await
+pub async fn stop_sharing(desktop: App<'_>, folder_id: String) -> Done {
+    Ok(desktop.stop_sharing(&folder_id).await?)
 }
 
+/// Starts a folder in error again.
 #[tauri::command]
-pub async fn resolve_approval(
+pub async fn retry_folder(desktop: App<'_>, folder_id: String) -> Done {
+    desktop.inner().retry(&folder_id).await;
+    Ok(())
+}
+
+/// "Locate…": points a moved folder's share at where it is now.
+#[tauri::command]
+pub async fn locate_folder(desktop: App<'_>, folder_id: String) -> Done {
+    Ok(desktop.inner().locate(&folder_id).await?)
+}
+
+/// Answers a Codex approval or a preview prompt.
+#[tauri::command]
+pub async fn answer_prompt(
     desktop: App<'_>,
     folder_id: String,
     request_id: String,
     approve: bool,
-) -> Result<(), String> {
-    desktop
-        .resolve_approval(&folder_id, &request_id, approve)
-        .await
+) -> Done {
+    let answered = desktop
+        .answer(&folder_id, &request_id, approve, Surface::Window)
+        .await;
+    desktop.publish();
+    Ok(answered?)
 }
 
 #[tauri::command]
-pub async fn resolve_port_forward(
+pub async fn stop_preview(desktop: App<'_>, folder_id: String, port: u16) -> Done {
+    Ok(desktop.stop_preview(&folder_id, port).await?)
+}
+
+#[tauri::command]
+pub fn sign_in(desktop: App<'_>) -> Done {
+    Ok(desktop.inner().sign_in()?)
+}
+
+#[tauri::command]
+pub async fn cancel_sign_in(desktop: App<'_>) -> Done {
+    desktop.inner().cancel_sign_in().await;
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn sign_out(desktop: App<'_>) -> Done {
+    Ok(desktop.sign_out().await?)
+}
+
+#[tauri::command]
+pub fn dismiss_notice(desktop: App<'_>, id: u64) {
+    desktop.dismiss_notice(id);
+}
+
+#[tauri::command]
+pub async fn save_settings(
     desktop: App<'_>,
-    folder_id: String,
-    request_id: String,
-    approve: bool,
-) -> Result<(), String> {
-    desktop
-        .resolve_port_forward(&folder_id, &request_id, approve)
-        .await
-}
-
-#[tauri::command]
-pub fn sign_in(desktop: App<'_>) -> Result<(), String> {
-    desktop.inner().sign_in()
-}
-
-#[tauri::command]
-pub async fn sign_out(desktop: App<'_>) -> Result<(), String> {
-    desktop.sign_out().await
-}
-
-#[tauri::command]
-pub async fn save_settings(desktop: App<'_>, settings: Settings) -> Result<Settings, String> {
+    settings: Settings,
+) -> Result<Settings, SettingsRejected> {
     desktop.save_settings(settings).await
 }
 
 #[tauri::command]
-pub fn open_in_kandan(desktop: App<'_>, folder_id: String) -> Result<(), String> {
-    desktop.open_in_kandan(&folder_id)
+pub fn open_in_kandan(desktop: App<'_>, folder_id: String) -> Done {
+    Ok(desktop.open_in_kandan(&folder_id)?)
 }
 
 #[tauri::command]
-pub fn open_preview(desktop: App<'_>, folder_id: String, port: u16) -> Result<(), String> {
-    desktop.open_preview(&folder_id, port)
+pub fn open_preview(desktop: App<'_>, folder_id: String, port: u16) -> Done {
+    Ok(desktop.open_preview(&folder_id, port)?)
 }
 
 #[tauri::command]
-pub async fn open_editor(desktop: App<'_>, folder_id: String) -> Result<(), String> {
-    desktop.open_editor(&folder_id).await
+pub async fn open_editor(desktop: App<'_>, folder_id: String) -> Done {
+    Ok(desktop.open_editor(&folder_id).await?)
 }
 
 #[tauri::command]
-pub fn set_autostart(app: AppHandle<Wry>, desktop: App<'_>, enabled: bool) -> Result<(), String> {
-    apply_autostart(&app, &desktop, enabled)
+pub fn set_autostart(app: AppHandle<Wry>, desktop: App<'_>, enabled: bool) -> Done {
+    Ok(apply_autostart(&app, &desktop, enabled)?)
 }
 
 /// Registers or removes the login item, then remembers the choice (window and tray).

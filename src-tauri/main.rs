@@ -7,9 +7,11 @@
 mod commands;
 mod desktop;
 mod folders;
+mod menu_actions;
 mod tray;
 mod tray_host;
 
+use desktop::show_window;
 use tauri::Manager;
 
 fn main() {
@@ -31,10 +33,14 @@ fn main() {
             commands::get_snapshot,
             commands::share_folder,
             commands::stop_sharing,
-            commands::resolve_approval,
-            commands::resolve_port_forward,
+            commands::retry_folder,
+            commands::locate_folder,
+            commands::answer_prompt,
+            commands::stop_preview,
             commands::sign_in,
+            commands::cancel_sign_in,
             commands::sign_out,
+            commands::dismiss_notice,
             commands::save_settings,
             commands::set_autostart,
             commands::open_in_kandan,
@@ -50,13 +56,7 @@ fn main() {
                 )?;
             let desktop = desktop::Desktop::open(app.handle().clone(), config_path);
             app.manage(desktop.clone());
-            let model = tray::TrayModel {
-                state: linzumi_desktop_core::folder_state::TrayState::Idle,
-                signed_in: false,
-                autostart: false,
-                folders: Vec::new(),
-            };
-            tray::install(app.handle(), &model, on_menu)?;
+            tray::install(app.handle(), &desktop.tray_model(), menu_actions::on_menu)?;
             #[cfg(any(target_os = "linux", windows))]
             {
                 use tauri_plugin_deep_link::DeepLinkExt as _;
@@ -91,6 +91,7 @@ fn main() {
             end_on_signals(app.handle().clone());
             let resume = desktop.clone();
             tauri::async_runtime::spawn(async move { resume.resume().await });
+            desktop.watch_folders();
             Ok(())
         })
         .build(tauri::generate_context!());
@@ -117,65 +118,6 @@ fn main() {
     });
 }
 
-fn on_menu(app: &tauri::AppHandle, action: tray::MenuAction) {
-    use tray::{FolderAction, MenuAction};
-    let Some(desktop) = app.try_state::<std::sync::Arc<desktop::Desktop<tauri::Wry>>>() else {
-        return;
-    };
-    let desktop = desktop.inner().clone();
-    match action {
-        MenuAction::Quit => app.exit(0),
-        MenuAction::OpenWindow
-        | MenuAction::Share
-        | MenuAction::Folder {
-            action: FolderAction::ShowPreviews,
-            ..
-        } => show_window(app),
-        MenuAction::Folder {
-            id,
-            action: FolderAction::OpenInKandan,
-        } => {
-            if let Err(message) = desktop.open_in_kandan(&id) {
-                desktop.set_notice(message);
-            }
-        }
-        MenuAction::Folder {
-            id,
-            action: FolderAction::OpenEditor,
-        } => {
-            tauri::async_runtime::spawn(async move {
-                if let Err(message) = desktop.open_editor(&id).await {
-                    desktop.set_notice(message);
-                }
-            });
-        }
-        MenuAction::ToggleAutostart => {
-            let enabled = !desktop.snapshot().autostart;
-            if let Err(message) = commands::apply_autostart(app, &desktop, enabled) {
-                desktop.set_notice(message);
-            }
-        }
-        MenuAction::SignIn => {
-            if let Err(message) = desktop.sign_in() {
-                tracing::warn!(%message, "sign-in did not start");
-            }
-        }
-        MenuAction::SignOut => {
-            tauri::async_runtime::spawn(async move {
-                let _ = desktop.sign_out().await;
-            });
-        }
-        MenuAction::Folder {
-            id,
-            action: FolderAction::StopSharing,
-        } => {
-            tauri::async_runtime::spawn(async move {
-                let _ = desktop.stop_sharing(&id).await;
-            });
-        }
-    }
-}
-
 /// SIGTERM (a logout, a service manager) and SIGINT end the app the way Quit does, so
 /// the runners stop and take Codex and its children with them.
 #[cfg(unix)]
@@ -199,24 +141,3 @@ fn end_on_signals(app: tauri::AppHandle) {
 
 /// Whether the app has a tray icon to live in.
 struct InTray(bool);
-
-/// Shows the window, creating it if it is closed: a closed window keeps no webview (and
-/// no WebKit processes) alive while the app waits in the tray.
-fn show_window<R: tauri::Runtime>(app: &tauri::AppHandle<R>) {
-    if let Some(window) = app.get_webview_window("main") {
-        let _ = window.show();
-        let _ = window.set_focus();
-        return;
-    }
-    let built = tauri::WebviewWindowBuilder::new(app, "main", tauri::WebviewUrl::default())
-        .title("Linzumi")
-        .inner_size(900.0, 640.0)
-        .min_inner_size(560.0, 420.0)
-        .build();
-    match built {
-        Ok(window) => {
-            let _ = window.set_focus();
-        }
-        Err(error) => tracing::warn!(%error, "could not open the window"),
-    }
-}

@@ -1,122 +1,26 @@
-//! The tray icon and its menu, rebuilt from a small model whenever the state changes.
-//! Menu ids are plain strings (`folder:<id>:stop`); [`MenuAction::parse`] turns a click
-//! back into what to do, so the handler is a pure function the tests can call.
-use linzumi_desktop_core::folder_state::{FolderState, TrayState};
+//! The tray icon and its menu, rendered from the core's menu model
+//! ([`linzumi_desktop_core::tray_menu`]) whenever the state changes. A click's id is
+//! turned back into a [`MenuAction`] there, so the handler is a pure function.
+use linzumi_desktop_core::folder_state::TrayState;
+use linzumi_desktop_core::tray_menu::{MenuAction, MenuEntry};
 use tauri::image::Image;
-use tauri::menu::{CheckMenuItem, Menu, MenuItem, PredefinedMenuItem, Submenu};
+use tauri::menu::{CheckMenuItem, IsMenuItem, Menu, MenuItem, PredefinedMenuItem, Submenu};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Runtime};
 
 pub const TRAY_ID: &str = "linzumi";
 
-/// What the menu shows.
+/// What the tray shows: the icon's state, the tooltip's words and the menu.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrayModel {
     pub state: TrayState,
-    pub signed_in: bool,
-    pub autostart: bool,
-    pub folders: Vec<TrayFolder>,
+    /// The status line, repeated in the tooltip so the icon is not all colour.
+    pub status: String,
+    pub entries: Vec<MenuEntry>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrayFolder {
-    pub id: String,
-    /// The folder's name (last path component).
-    pub name: String,
-    pub state: FolderState,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MenuAction {
-    Share,
-    OpenWindow,
-    ToggleAutostart,
-    SignIn,
-    SignOut,
-    Quit,
-    Folder { id: String, action: FolderAction },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FolderAction {
-    OpenInKandan,
-    OpenEditor,
-    ShowPreviews,
-    StopSharing,
-}
-
-impl FolderAction {
-    const ALL: [(FolderAction, &'static str, &'static str); 4] = [
-        (FolderAction::OpenInKandan, "kandan", "Open in Kandan"),
-        (FolderAction::OpenEditor, "editor", "Open editor"),
-        (FolderAction::ShowPreviews, "previews", "Show previews"),
-        (FolderAction::StopSharing, "stop", "Stop sharing"),
-    ];
-
-    fn key(self) -> &'static str {
-        FolderAction::ALL
-            .iter()
-            .find(|(action, _, _)| *action == self)
-            .map_or("", |(_, key, _)| key)
-    }
-}
-
-impl MenuAction {
-    pub fn id(&self) -> String {
-        match self {
-            MenuAction::Share => "share".into(),
-            MenuAction::OpenWindow => "open".into(),
-            MenuAction::ToggleAutostart => "autostart".into(),
-            MenuAction::SignIn => "sign-in".into(),
-            MenuAction::SignOut => "sign-out".into(),
-            MenuAction::Quit => "quit".into(),
-            MenuAction::Folder { id, action } => format!("folder:{id}:{}", action.key()),
-        }
-    }
-
-    pub fn parse(id: &str) -> Option<MenuAction> {
-        Some(match id {
-            "share" => MenuAction::Share,
-            "open" => MenuAction::OpenWindow,
-            "autostart" => MenuAction::ToggleAutostart,
-            "sign-in" => MenuAction::SignIn,
-            "sign-out" => MenuAction::SignOut,
-            "quit" => MenuAction::Quit,
-            _ => {
-                let rest = id.strip_prefix("folder:")?;
-                let (folder, key) = rest.rsplit_once(':')?;
-                let action = FolderAction::ALL
-                    .iter()
-                    .find(|(_, candidate, _)| *candidate == key)?
-                    .0;
-                MenuAction::Folder {
-                    id: folder.to_owned(),
-                    action,
-                }
-            }
-        })
-    }
-}
-
-pub fn state_label(state: FolderState) -> &'static str {
-    match state {
-        FolderState::Connecting => "connecting",
-        FolderState::Ready => "ready",
-        FolderState::Working => "working",
-        FolderState::AwaitingApproval => "awaiting approval",
-        FolderState::Offline => "offline",
-        FolderState::Error => "error",
-        FolderState::Stopped => "stopped",
-    }
-}
-
-fn tooltip(state: TrayState) -> &'static str {
-    match state {
-        TrayState::Idle => "Linzumi",
-        TrayState::Working => "Linzumi: Codex is working",
-        TrayState::Attention => "Linzumi: needs your attention",
-        TrayState::Offline => "Linzumi: offline",
-    }
+fn tooltip(model: &TrayModel) -> String {
+    format!("Linzumi — {}", model.status)
 }
 
 fn icon(state: TrayState) -> tauri::Result<Image<'static>> {
@@ -129,46 +33,68 @@ fn icon(state: TrayState) -> tauri::Result<Image<'static>> {
     Image::from_bytes(bytes)
 }
 
-fn menu<R: Runtime>(app: &AppHandle<R>, model: &TrayModel) -> tauri::Result<Menu<R>> {
-    let item = |action: MenuAction, text: &str| {
-        MenuItem::with_id(app, action.id(), text, true, None::<&str>)
-    };
-    let menu = Menu::new(app)?;
-    menu.append(&item(MenuAction::Share, "Share folder with Kandan…")?)?;
-    if !model.folders.is_empty() {
-        menu.append(&PredefinedMenuItem::separator(app)?)?;
-    }
-    for folder in &model.folders {
-        let label = format!("{} — {}", folder.name, state_label(folder.state));
-        let submenu = Submenu::with_id(app, format!("folder:{}", folder.id), label, true)?;
-        for (action, _, text) in FolderAction::ALL {
-            submenu.append(&item(
-                MenuAction::Folder {
-                    id: folder.id.clone(),
-                    action,
-                },
+type Item<R> = Box<dyn IsMenuItem<R>>;
+
+/// The menu items of `entries`; labels get ids of their own (`label:<n>`), never an
+/// action's.
+fn items<R: Runtime>(
+    app: &AppHandle<R>,
+    entries: &[MenuEntry],
+    labels: &mut usize,
+) -> tauri::Result<Vec<Item<R>>> {
+    let mut built: Vec<Item<R>> = Vec::new();
+    for entry in entries {
+        match entry {
+            MenuEntry::Label(text) => {
+                *labels += 1;
+                built.push(Box::new(MenuItem::with_id(
+                    app,
+                    format!("label:{labels}"),
+                    text,
+                    false,
+                    None::<&str>,
+                )?));
+            }
+            MenuEntry::Item { action, text } => built.push(Box::new(MenuItem::with_id(
+                app,
+                action.id(),
                 text,
-            )?)?;
+                true,
+                None::<&str>,
+            )?)),
+            MenuEntry::Check {
+                action,
+                text,
+                checked,
+            } => built.push(Box::new(CheckMenuItem::with_id(
+                app,
+                action.id(),
+                text,
+                true,
+                *checked,
+                None::<&str>,
+            )?)),
+            MenuEntry::Separator => built.push(Box::new(PredefinedMenuItem::separator(app)?)),
+            MenuEntry::Submenu { id, text, entries } => {
+                let children = items(app, entries, labels)?;
+                let refs: Vec<&dyn IsMenuItem<R>> = children.iter().map(|item| &**item).collect();
+                built.push(Box::new(Submenu::with_id_and_items(
+                    app,
+                    id.as_str(),
+                    text,
+                    true,
+                    &refs,
+                )?));
+            }
         }
-        menu.append(&submenu)?;
     }
-    menu.append(&PredefinedMenuItem::separator(app)?)?;
-    menu.append(&item(MenuAction::OpenWindow, "Open Linzumi")?)?;
-    menu.append(&CheckMenuItem::with_id(
-        app,
-        MenuAction::ToggleAutostart.id(),
-        "Start at login",
-        true,
-        model.autostart,
-        None::<&str>,
-    )?)?;
-    menu.append(&if model.signed_in {
-        item(MenuAction::SignOut, "Sign out")?
-    } else {
-        item(MenuAction::SignIn, "Sign in…")?
-    })?;
-    menu.append(&item(MenuAction::Quit, "Quit")?)?;
-    Ok(menu)
+    Ok(built)
+}
+
+fn menu<R: Runtime>(app: &AppHandle<R>, model: &TrayModel) -> tauri::Result<Menu<R>> {
+    let items = items(app, &model.entries, &mut 0)?;
+    let refs: Vec<&dyn IsMenuItem<R>> = items.iter().map(|item| &**item).collect();
+    Menu::with_items(app, &refs)
 }
 
 /// Creates the tray icon; `on_action` runs for every menu click.
@@ -178,7 +104,7 @@ pub fn install<R: Runtime>(
     on_action: impl Fn(&AppHandle<R>, MenuAction) + Send + Sync + 'static,
 ) -> tauri::Result<TrayIcon<R>> {
     TrayIconBuilder::with_id(TRAY_ID)
-        .tooltip(tooltip(model.state))
+        .tooltip(tooltip(model))
         .icon(icon(model.state)?)
         .menu(&menu(app, model)?)
         .show_menu_on_left_click(true)
@@ -194,38 +120,8 @@ pub fn install<R: Runtime>(
 pub fn update<R: Runtime>(app: &AppHandle<R>, model: &TrayModel) -> tauri::Result<()> {
     if let Some(tray) = app.tray_by_id(TRAY_ID) {
         tray.set_icon(Some(icon(model.state)?))?;
-        tray.set_tooltip(Some(tooltip(model.state)))?;
+        tray.set_tooltip(Some(tooltip(model)))?;
         tray.set_menu(Some(menu(app, model)?))?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_menu_id_parses_back_to_its_action() {
-        let actions = [
-            MenuAction::Share,
-            MenuAction::OpenWindow,
-            MenuAction::ToggleAutostart,
-            MenuAction::SignIn,
-            MenuAction::SignOut,
-            MenuAction::Quit,
-            MenuAction::Folder {
-                id: "5f0c-1".into(),
-                action: FolderAction::StopSharing,
-            },
-            MenuAction::Folder {
-                id: "a:b".into(),
-                action: FolderAction::OpenEditor,
-            },
-        ];
-        for action in actions {
-            assert_eq!(MenuAction::parse(&action.id()), Some(action));
-        }
-        assert_eq!(MenuAction::parse("folder:x:explode"), None);
-        assert_eq!(MenuAction::parse("folder:x"), None);
-    }
 }

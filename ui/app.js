@@ -132,37 +132,41 @@ function icon(name, extraClass) {
 
 // ---------------------------------------------------------------- vocabulary
 
-const TRAY = {
-  idle: { text: "Ready", title: "Connected; nothing is running" },
-  working: { text: "Working", title: "Codex is working in a shared folder" },
-  attention: { text: "Needs you", title: "Something is waiting for your approval" },
-  offline: { text: "Offline", title: "Not connected to Kandan" },
+// The pill says where things stand in a word or two; the tray's status line is its title.
+const PILL = {
+  idle: { text: "Ready" },
+  working: { text: "Working" },
+  attention: { text: "Needs you" },
+  offline: { text: "Offline" },
+  signed_out: { text: "Signed out" },
+  waiting: { text: "Waiting for browser" },
+  ended: { text: "Session ended" },
 };
 
 const FOLDER_STATES = {
   connecting: { text: "Connecting", icon: "connecting", spin: true },
   ready: { text: "Ready", icon: "check" },
   working: { text: "Working", icon: "working", spin: true },
-  awaiting_approval: { text: "Waiting for approval", icon: "alert" },
-  offline: { text: "Offline", icon: "offline" },
+  awaiting_approval: { text: "Needs you", icon: "alert" },
+  offline: { text: "Offline, retrying", icon: "offline" },
   error: { text: "Error", icon: "error" },
   stopped: { text: "Stopped", icon: "stopped" },
+  waiting_for_sign_in: { text: "Waiting for sign-in", icon: "key" },
+  missing: { text: "Moved or deleted", icon: "alert" },
 };
 
 const LEVELS = {
   info: { icon: "info", text: "Info" },
-  success: { icon: "check", text: "Done" },
-  warn: { icon: "warn", text: "Warning" },
   warning: { icon: "warn", text: "Warning" },
   error: { icon: "error", text: "Error" },
 };
 
-function approvalTitle(kind) {
+function approvalIcon(kind) {
   const k = String(kind || "").toLowerCase();
-  if (k.includes("command") || k.includes("exec")) return { icon: "terminal", text: "Codex wants to run a command" };
-  if (k.includes("file") || k.includes("patch") || k.includes("change")) return { icon: "file", text: "Codex wants to change files" };
-  if (k.includes("permission")) return { icon: "key", text: "Codex asks for more permissions" };
-  return { icon: "alert", text: "Codex asks for your approval" };
+  if (k.includes("command") || k.includes("exec")) return "terminal";
+  if (k.includes("file") || k.includes("patch")) return "file";
+  if (k.includes("permission")) return "key";
+  return "alert";
 }
 
 // ---------------------------------------------------------------- state
@@ -170,20 +174,21 @@ function approvalTitle(kind) {
 let snapshot = null;
 let gotEvent = false;
 const busy = new Set(); // action keys whose command is running
-const errors = new Map(); // action key -> message from the last failed run
+const errors = new Map(); // action key -> {message, details} from the last failed run
 const confirmingStop = new Set(); // folder ids showing the inline "stop sharing?" confirmation
-let dismissedNotice = null;
+let confirmingSignOut = false;
+let copied = false; // "Copy link" just worked
+let focusSerial = 0; // the last prompt focus request acted on
 let pendingFocus = null; // id of an element to focus after the next render
 
-function errorText(error) {
-  if (typeof error === "string") return error;
-  if (Array.isArray(error)) return error.map(errorText).join(" ");
-  if (error && typeof error.message === "string") return error.message;
-  if (error && Array.isArray(error.problems)) return errorText(error.problems);
+/** A failure as {message, details}: commands reject with that shape, or a string. */
+function failure(error) {
+  if (typeof error === "string") return { message: error, details: null };
+  if (error && typeof error.message === "string") return { message: error.message, details: error.details || null };
   try {
-    return JSON.stringify(error);
+    return { message: JSON.stringify(error), details: null };
   } catch {
-    return String(error);
+    return { message: String(error), details: null };
   }
 }
 
@@ -201,8 +206,8 @@ async function run(key, command, args) {
   try {
     return { ok: true, value: await invoke(command, args) };
   } catch (error) {
-    errors.set(key, errorText(error));
-    return { ok: false, error: errorText(error), raw: error };
+    errors.set(key, failure(error));
+    return { ok: false, error: failure(error), raw: error };
   } finally {
     busy.delete(key);
     render();
@@ -235,9 +240,26 @@ function button(key, label, { variant = "secondary", size, iconName, onClick, de
   );
 }
 
+/** A "Details" disclosure for the raw error, URL or identifiers behind a sentence. */
+function details(text, key) {
+  if (!text) return null;
+  return h(
+    "details",
+    { class: "details", key },
+    h("summary", null, "Details"),
+    h("pre", { class: "details-text" }, text),
+  );
+}
+
 function errorLine(key, id) {
-  const message = errors.get(key);
-  return message ? h("p", { class: "error-text", role: "alert", id }, icon("error"), h("span", null, message)) : null;
+  const error = errors.get(key);
+  if (!error) return null;
+  return h(
+    "div",
+    { class: "error-text", role: "alert", id },
+    icon("error"),
+    h("div", { class: "error-body" }, h("span", null, error.message), details(error.details)),
+  );
 }
 
 const domId = (...parts) => parts.map((part) => String(part).replace(/[^A-Za-z0-9_-]/g, "_")).join("-");
@@ -246,20 +268,6 @@ function splitPath(path) {
   const cut = Math.max(path.lastIndexOf("/"), path.lastIndexOf("\\"));
   if (cut <= 0 || cut === path.length - 1) return ["", path];
   return [path.slice(0, cut + 1), path.slice(cut + 1)];
-}
-
-function basename(path) {
-  const trimmed = String(path || "").replace(/[\\/]+$/, "");
-  return splitPath(trimmed)[1] || trimmed;
-}
-
-function hostOf(url) {
-  if (!url) return "";
-  try {
-    return new URL(url).host || url;
-  } catch {
-    return url;
-  }
 }
 
 /** Text with `backticked` parts shown as code (the Rust side quotes commands that way). */
@@ -282,93 +290,262 @@ function relativeTime(at, now = Date.now()) {
   return new Date(at).toLocaleDateString(undefined, { month: "short", day: "numeric" });
 }
 
+const clock = (at) => new Date(at).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+
+const account = () => (snapshot && snapshot.account) || {};
+const signedIn = () => Boolean(account().signedIn);
+const folderCount = () => ((snapshot && snapshot.folders) || []).length;
+
 // ---------------------------------------------------------------- views
+
+function pillState() {
+  if (!snapshot) return "connecting";
+  const a = account();
+  if (a.signIn) return "waiting";
+  if (a.sessionEnded) return "ended";
+  if (!a.signedIn) return "signed_out";
+  return snapshot.trayState;
+}
 
 function renderPill() {
   const pill = $("#tray-pill");
-  const state = snapshot ? snapshot.trayState : "connecting";
-  const info = TRAY[state] || { text: snapshot ? String(state) : "Starting…", title: "" };
+  const state = pillState();
+  const info = PILL[state] || { text: snapshot ? String(state) : "Starting…" };
   if (pill.dataset.state !== state) pill.dataset.state = state;
-  pill.title = info.title;
+  pill.title = (snapshot && snapshot.statusLine) || "";
   const text = pill.querySelector(".pill-text");
   if (text.textContent !== info.text) text.textContent = info.text;
-}
-
-function accountView() {
-  const account = (snapshot && snapshot.account) || {};
-  const host = hostOf(account.kandanUrl || (snapshot && snapshot.settings && snapshot.settings.kandanUrl));
-  if (!snapshot) return [];
-  if (account.signedIn) {
-    const user = account.user || "Signed in";
-    return [
-      h(
-        "div",
-        { class: "who", title: account.tokenStorage ? `Token kept in: ${account.tokenStorage}` : null },
-        h("span", { class: "avatar", "aria-hidden": "true" }, user.slice(0, 1).toUpperCase()),
-        h("span", { class: "who-text" }, h("span", { class: "who-user" }, user), h("span", { class: "who-host" }, host)),
-      ),
-      h(
-        "div",
-        { class: "account-action" },
-        button("signout", "Sign out", { variant: "ghost", size: "sm", onClick: ACTIONS.signout, describedBy: errors.has("signout") ? "err-signout" : null }),
-      ),
-      errorLine("signout", "err-signout"),
-    ];
-  }
-  return [
-    h("span", { class: "who who-out" }, h("span", { class: "who-text" }, h("span", { class: "who-user" }, "Not signed in"), h("span", { class: "who-host" }, host))),
-    h(
-      "div",
-      { class: "account-action" },
-      button("signin", "Sign in", { variant: "primary", size: "sm", onClick: ACTIONS.signin, describedBy: errors.has("signin") ? "err-signin" : null }),
-    ),
-    errorLine("signin", "err-signin"),
-  ];
 }
 
 // Commands with one button (or one per place it can appear) and no arguments.
 const ACTIONS = {
   signin: () => run("signin", "sign_in", {}),
+  cancelSignin: () => run("cancel-signin", "cancel_sign_in", {}),
   signout: () => run("signout", "sign_out", {}),
   share: () => run("share", "share_folder", {}),
 };
 
-function bannersView() {
-  const warning = snapshot && snapshot.account && snapshot.account.warning;
-  if (!warning) return [];
-  return [h("div", { class: "banner banner-warn", key: "account-warning" }, icon("key"), h("span", null, warning))];
+function signOutClicked() {
+  if (!folderCount()) {
+    ACTIONS.signout();
+    return;
+  }
+  confirmingSignOut = true;
+  pendingFocus = "cancel-signout";
+  render();
 }
 
-function noticeView() {
-  const notice = snapshot && snapshot.notice;
-  if (!notice) return [];
-  const text = typeof notice === "string" ? notice : notice.text || notice.message || "";
-  const level = (typeof notice === "object" && notice.level) || "info";
-  if (!text || dismissedNotice === text) return [];
+function accountView() {
+  if (!snapshot) return [];
+  const a = account();
+  if (a.signedIn && confirmingSignOut) {
+    const n = folderCount();
+    return [
+      h("p", { class: "confirm-text", id: "confirm-signout" }, `Sign out? ${n === 1 ? "Your shared folder stops" : `Your ${n} shared folders stop`} until you sign in again.`),
+      h(
+        "div",
+        { class: "account-action", role: "group", "aria-labelledby": "confirm-signout" },
+        button("signout", "Sign out", {
+          variant: "danger",
+          size: "sm",
+          onClick: async () => {
+            const result = await ACTIONS.signout();
+            if (result.ok) confirmingSignOut = false;
+            render();
+          },
+        }),
+        button("cancel-signout", "Cancel", {
+          size: "sm",
+          id: "cancel-signout",
+          onClick: () => {
+            confirmingSignOut = false;
+            pendingFocus = "signout";
+            render();
+          },
+        }),
+      ),
+      errorLine("signout", "err-signout"),
+    ];
+  }
+  if (a.signedIn) {
+    const user = a.user || "Signed in";
+    return [
+      h(
+        "div",
+        { class: "who" },
+        h("span", { class: "avatar", "aria-hidden": "true" }, user.slice(0, 1).toUpperCase()),
+        h("span", { class: "who-text" }, h("span", { class: "who-user" }, user), h("span", { class: "who-host" }, a.kandanHost)),
+      ),
+      h("div", { class: "account-action" }, button("signout", "Sign out", { variant: "ghost", size: "sm", id: "signout", onClick: signOutClicked })),
+      errorLine("signout", "err-signout"),
+    ];
+  }
+  // Signed out the sign-in card below the header has the one primary action.
   return [
     h(
+      "span",
+      { class: "who who-out" },
+      h("span", { class: "who-text" }, h("span", { class: "who-user" }, a.sessionEnded && a.user ? a.user : "Not signed in"), h("span", { class: "who-host" }, a.kandanHost)),
+    ),
+  ];
+}
+
+/** Signed out, ended or waiting for the browser: the card that says what to do. */
+function signInView() {
+  if (!snapshot) return [];
+  const a = account();
+  if (a.signIn) {
+    const minutes = Math.max(1, Math.round((a.signIn.expiresAt - Date.now()) / 60000));
+    return [
+      h(
+        "section",
+        { class: "signin-card waiting", key: "waiting", "aria-labelledby": "signin-title" },
+        h("span", { class: "signin-icon spin-slow" }, icon("connecting")),
+        h(
+          "div",
+          { class: "signin-body" },
+          h("h2", { id: "signin-title" }, "Waiting for your browser…"),
+          h(
+            "p",
+            null,
+            "Finish signing in to ",
+            h("strong", null, a.kandanHost),
+            ` in the browser window that opened. Linzumi stops waiting in ${minutes} min.`,
+          ),
+          h(
+            "div",
+            { class: "signin-link" },
+            h("input", { id: "signin-url", class: "mono", readonly: true, value: a.signIn.url, "aria-label": "Sign-in link", onFocus: (event) => event.target.select() }),
+            button("copy-link", copied ? "Copied" : "Copy link", { size: "sm", iconName: copied ? "check" : null, onClick: copyLink }),
+          ),
+          h("p", { class: "hint" }, "Signing in with a browser on another profile? Copy the link and open it there."),
+        ),
+        h("div", { class: "signin-actions" }, button("cancel-signin", "Cancel", { size: "sm", onClick: ACTIONS.cancelSignin })),
+        errorLine("cancel-signin"),
+      ),
+    ];
+  }
+  if (a.signedIn) return [];
+  const ended = a.sessionEnded;
+  return [
+    h(
+      "section",
+      { class: `signin-card${ended ? " ended" : ""}`, key: ended ? "ended" : "signed-out", "aria-labelledby": "signin-title" },
+      h("span", { class: "signin-icon" }, icon(ended ? "warn" : "key")),
+      h(
+        "div",
+        { class: "signin-body" },
+        h("h2", { id: "signin-title" }, ended ? "Your Kandan session ended — Sign in again" : "Sign in to Kandan to start sharing"),
+        h(
+          "p",
+          null,
+          ended
+            ? "Kandan no longer accepts the saved sign-in (it was revoked or it expired). Your folders stay shared and resume as soon as you sign in."
+            : folderCount()
+              ? "Your shared folders start by themselves once you are signed in."
+              : "Linzumi opens Kandan in your browser; come back here when it says you are signed in.",
+        ),
+      ),
+      h(
+        "div",
+        { class: "signin-actions" },
+        button("signin", ended ? "Sign in again" : "Sign in to Kandan", { variant: "primary", onClick: ACTIONS.signin, id: "signin-primary" }),
+      ),
+      errorLine("signin", "err-signin"),
+    ),
+  ];
+}
+
+async function copyLink() {
+  const a = account();
+  if (!a.signIn) return;
+  const input = document.getElementById("signin-url");
+  let ok = false;
+  try {
+    await navigator.clipboard.writeText(a.signIn.url);
+    ok = true;
+  } catch {
+    if (input) {
+      input.select();
+      ok = document.execCommand("copy");
+    }
+  }
+  if (ok) {
+    copied = true;
+    errors.delete("copy-link");
+    setTimeout(() => {
+      copied = false;
+      render();
+    }, 2000);
+  } else {
+    errors.set("copy-link", { message: "Could not copy: select the link and copy it yourself.", details: null });
+  }
+  render();
+}
+
+function bannersView() {
+  const warning = account().warning;
+  if (!warning) return [];
+  return [h("div", { class: "banner banner-warn", key: "account-warning" }, icon("key"), h("span", { class: "banner-text" }, warning))];
+}
+
+/** What a problem's or notice's next step is called, and what it does. */
+function nextStep(next, key, folder) {
+  switch (next) {
+    case "signIn":
+      // Signed out, the sign-in card above already has the primary button.
+      return button(`${key}:signin`, "Sign in", { size: "sm", onClick: ACTIONS.signin });
+    case "retry":
+      return folder ? button(`retry:${folder.id}`, "Retry", { variant: "primary", size: "sm", onClick: () => run(`retry:${folder.id}`, "retry_folder", { folderId: folder.id }) }) : null;
+    case "locate":
+      return folder
+        ? button(`locate:${folder.id}`, "Locate…", { variant: "primary", size: "sm", onClick: () => run(`locate:${folder.id}`, "locate_folder", { folderId: folder.id }) })
+        : null;
+    case "settings":
+      return button(`${key}:settings`, "Open Settings", { size: "sm", onClick: () => openSettingsAt(folder && folder.problem && folder.problem.field) });
+    default:
+      return null;
+  }
+}
+
+function openSettingsAt(field) {
+  selectTab($("#tab-settings"), false);
+  const input = field && fields[field];
+  if (input) {
+    input.focus();
+    input.scrollIntoView({ block: "center" });
+  }
+}
+
+function noticesView() {
+  const now = Date.now();
+  const notices = ((snapshot && snapshot.notices) || []).filter((notice) => !notice.expiresAt || notice.expiresAt > now);
+  return notices.map((notice) => {
+    const kind = notice.level === "error" ? "bad" : notice.level === "warning" ? "warn" : "info";
+    const key = `notice:${notice.id}`;
+    return h(
       "div",
-      { class: `banner banner-${level === "error" ? "bad" : level === "warn" || level === "warning" ? "warn" : "info"}` },
-      icon((LEVELS[level] || LEVELS.info).icon),
-      h("span", { class: "banner-text" }, richText(text)),
+      { class: `banner banner-${kind}`, key, role: notice.level === "error" ? "alert" : null },
+      icon((LEVELS[notice.level] || LEVELS.info).icon),
+      h("div", { class: "banner-text" }, h("span", null, richText(notice.text)), details(notice.details)),
+      nextStep(notice.action, key, null),
       h(
         "button",
         {
           type: "button",
           class: "icon-btn",
-          "aria-label": "Dismiss notice",
-          onClick: () => {
-            dismissedNotice = text;
-            render();
-          },
+          "aria-label": "Dismiss",
+          title: "Dismiss",
+          onClick: () => run(key, "dismiss_notice", { id: notice.id }),
         },
         icon("x"),
       ),
-    ),
-  ];
+    );
+  });
 }
 
 function emptyView() {
+  const canShare = signedIn();
   return h(
     "div",
     { class: "empty", key: "empty" },
@@ -380,25 +557,23 @@ function emptyView() {
       "Share a folder and your teammates can ask Codex to work in it from a Kandan thread. ",
       "Commands and file changes wait for your approval here.",
     ),
-    button("share", "Share a folder…", { variant: "primary", size: "lg", iconName: "folderPlus", onClick: ACTIONS.share, id: "share-empty" }),
+    button("share", "Share a folder…", { variant: canShare ? "primary" : "secondary", size: "lg", iconName: "folderPlus", onClick: ACTIONS.share, id: "share-empty" }),
     errorLine("share", "err-share"),
   );
 }
 
-function approvalView(folder, approval) {
-  const key = `approval:${folder.id}:${approval.requestId}`;
-  const title = approvalTitle(approval.kind);
-  const titleId = domId("ap", folder.id, approval.requestId);
+function requestView(folder, { requestId, icon: iconName, question, lines, answerKey }) {
+  const key = `${answerKey}:${folder.id}:${requestId}`;
+  const titleId = domId("rq", folder.id, requestId);
   return h(
     "li",
-    { class: "request request-approval", key, role: "group", "aria-labelledby": titleId },
-    h("span", { class: "request-icon" }, icon(title.icon)),
+    { class: "request", key, role: "group", "aria-labelledby": titleId, id: domId("request", folder.id, requestId) },
+    h("span", { class: "request-icon" }, icon(iconName)),
     h(
       "div",
       { class: "request-body" },
-      h("p", { class: "request-title", id: titleId }, title.text),
-      approval.summary ? h("code", { class: "request-summary" }, approval.summary) : null,
-      approval.reason ? h("p", { class: "request-reason" }, richText(approval.reason)) : null,
+      h("p", { class: "request-title", id: titleId }, richText(question)),
+      lines.filter(Boolean).map((line) => h("p", { class: "request-reason" }, richText(line))),
       errorLine(key),
     ),
     h(
@@ -407,95 +582,57 @@ function approvalView(folder, approval) {
       button(`${key}:approve`, "Approve", {
         variant: "primary",
         size: "sm",
-        onClick: () => decide(key, "resolve_approval", folder.id, approval.requestId, true),
+        id: domId("approve", folder.id, requestId),
+        onClick: () => decide(key, folder.id, requestId, true),
       }),
-      button(`${key}:deny`, "Deny", {
-        size: "sm",
-        onClick: () => decide(key, "resolve_approval", folder.id, approval.requestId, false),
-      }),
+      button(`${key}:deny`, "Deny", { size: "sm", onClick: () => decide(key, folder.id, requestId, false) }),
     ),
   );
 }
 
-function portPromptView(folder, prompt) {
-  const key = `port:${folder.id}:${prompt.requestId}`;
-  const titleId = domId("pp", folder.id, prompt.requestId);
-  // "vite", "node api.js", "python3 -m http.server" (a leading path is dropped, long ones cut).
-  const words = String(prompt.command || "").trim().split(/\s+/).filter(Boolean);
-  if (words.length) words[0] = basename(words[0]);
-  let what = words.join(" ") || "A program";
-  if (what.length > 48) what = `${what.slice(0, 47)}…`;
-  return h(
-    "li",
-    { class: "request request-port", key, role: "group", "aria-labelledby": titleId },
-    h("span", { class: "request-icon" }, icon("globe")),
-    h(
-      "div",
-      { class: "request-body" },
-      h(
-        "p",
-        { class: "request-title", id: titleId },
-        h("code", { class: "inline", title: prompt.command || null }, what),
-        " is listening on ",
-        h("strong", null, String(prompt.port)),
-        " — open a preview for the thread?",
-      ),
-      prompt.cwd && prompt.cwd !== folder.path ? h("p", { class: "request-reason mono", title: prompt.cwd }, `in ${prompt.cwd}`) : null,
-      errorLine(key),
-    ),
-    h(
-      "div",
-      { class: "request-actions" },
-      button(`${key}:approve`, "Approve", {
-        variant: "primary",
-        size: "sm",
-        onClick: () => decide(key, "resolve_port_forward", folder.id, prompt.requestId, true),
-      }),
-      button(`${key}:deny`, "Deny", {
-        size: "sm",
-        onClick: () => decide(key, "resolve_port_forward", folder.id, prompt.requestId, false),
-      }),
-    ),
-  );
-}
-
-async function decide(key, command, folderId, requestId, approve) {
+async function decide(key, folderId, requestId, approve) {
   // Both buttons of a request share one error slot; the clicked one shows busy.
   if (busy.has(`${key}:approve`) || busy.has(`${key}:deny`)) return;
-  const result = await run(`${key}:${approve ? "approve" : "deny"}`, command, { folderId, requestId, approve });
-  if (!result.ok && !result.skipped) {
-    errors.delete(`${key}:${approve ? "approve" : "deny"}`);
-    errors.set(key, result.error);
-    render();
-  } else {
-    errors.delete(key);
-  }
+  const clicked = `${key}:${approve ? "approve" : "deny"}`;
+  const result = await run(clicked, "answer_prompt", { folderId, requestId, approve });
+  errors.delete(clicked);
+  if (!result.ok && !result.skipped) errors.set(key, result.error);
+  else errors.delete(key);
+  render();
 }
 
 function resourcesView(folder) {
   const items = [];
   for (const forwarded of folder.forwardedPorts || []) {
     const key = `preview:${folder.id}:${forwarded.port}`;
+    const stopKey = `stop-preview:${folder.id}:${forwarded.port}`;
     items.push(
       h(
         "li",
         { class: "resource", key },
         icon("globe"),
-        h("span", { class: "resource-label" }, `Port ${forwarded.port}`),
-        button(key, "Open preview", {
+        h("span", { class: "resource-label" }, `Preview of port ${forwarded.port}`),
+        button(key, "Open", {
           variant: "link",
           iconName: "external",
           title: forwarded.previewUrl || null,
-          ariaLabel: `Open preview of port ${forwarded.port}`,
+          ariaLabel: `Open the preview of port ${forwarded.port}`,
           onClick: () => run(key, "open_preview", { folderId: folder.id, port: forwarded.port }),
         }),
+        button(stopKey, "Stop preview", {
+          variant: "ghost",
+          size: "sm",
+          ariaLabel: `Stop the preview of port ${forwarded.port}`,
+          onClick: () => run(stopKey, "stop_preview", { folderId: folder.id, port: forwarded.port }),
+        }),
         errorLine(key),
+        errorLine(stopKey),
       ),
     );
   }
-  // Any shared folder can open the editor: the app starts it on demand.
-  const shared = !["stopped", "error", "connecting"].includes(folder.state);
-  if (folder.editor || shared) {
+  // A running folder can open the editor: the app starts it on demand.
+  const live = ["ready", "working", "awaiting_approval", "offline"].includes(folder.state);
+  if (live) {
     const key = `editor:${folder.id}`;
     const running = Boolean(folder.editor && folder.editor.running);
     items.push(
@@ -503,17 +640,38 @@ function resourcesView(folder) {
         "li",
         { class: "resource", key: "editor" },
         icon("code"),
-        h("span", { class: "resource-label" }, running && folder.editor.port ? `Editor running on port ${folder.editor.port}` : "Editor not running"),
-        button(key, "Open editor", {
-          variant: "link",
-          iconName: "external",
-          onClick: () => run(key, "open_editor", { folderId: folder.id }),
-        }),
+        button(key, "Open editor", { variant: "link", iconName: "external", onClick: () => run(key, "open_editor", { folderId: folder.id }) }),
+        running ? h("span", { class: "resource-label" }, "running") : null,
         errorLine(key),
       ),
     );
   }
   return items.length ? h("ul", { class: "resources", "aria-label": "Previews and editor" }, items) : null;
+}
+
+function problemView(folder) {
+  const problem = folder.problem;
+  if (!problem) return null;
+  // The same colour as the folder's badge.
+  const kind = { waiting_for_sign_in: "info", offline: "warn", missing: "warn" }[folder.state] || (problem.next ? "bad" : "warn");
+  // Signed out the sign-in card has the button; the folder only says it waits.
+  const step = problem.next === "signIn" && !signedIn() ? null : nextStep(problem.next, `problem:${folder.id}`, folder);
+  const more = [problem.details, `Folder: ${folder.path}`, folder.runnerId ? `Runner: ${folder.runnerId}` : null].filter(Boolean).join("\n");
+  return h(
+    "div",
+    { class: `problem problem-${kind}`, role: kind === "bad" ? "alert" : null },
+    h(
+      "div",
+      { class: "problem-body" },
+      // The badge may say it already ("Waiting for sign-in").
+      problem.title !== (FOLDER_STATES[folder.state] || {}).text ? h("p", { class: "problem-title" }, problem.title) : null,
+      h("p", { class: "problem-message" }, problem.message),
+      details(more),
+    ),
+    step ? h("div", { class: "problem-actions" }, step) : null,
+    errorLine(`retry:${folder.id}`),
+    errorLine(`locate:${folder.id}`),
+  );
 }
 
 function folderActionsView(folder) {
@@ -554,17 +712,16 @@ function folderActionsView(folder) {
       errorLine(stopKey),
     );
   }
+  const live = ["ready", "working", "awaiting_approval", "offline"].includes(folder.state);
   return h(
     "div",
     { class: "card-actions" },
     h(
       "div",
       { class: "card-buttons" },
-      button(kandanKey, "Open in Kandan", {
-        size: "sm",
-        iconName: "chat",
-        onClick: () => run(kandanKey, "open_in_kandan", { folderId: folder.id }),
-      }),
+      live && folder.channel
+        ? button(kandanKey, "Open in Kandan", { size: "sm", iconName: "chat", onClick: () => run(kandanKey, "open_in_kandan", { folderId: folder.id }) })
+        : null,
       button(stopKey, "Stop sharing", {
         variant: "ghost",
         size: "sm",
@@ -585,8 +742,20 @@ function folderView(folder) {
   const [head, tail] = splitPath(folder.path || "");
   const titleId = domId("folder", folder.id);
   const where = [folder.workspace, folder.channel ? `#${folder.channel}` : null].filter(Boolean).join(" / ");
-  const approvals = folder.approvals || [];
-  const prompts = folder.portPrompts || [];
+  const requests = [
+    ...(folder.approvals || []).map((approval) =>
+      requestView(folder, {
+        requestId: approval.requestId,
+        icon: approvalIcon(approval.kind),
+        question: approval.question,
+        lines: [approval.asked, approval.reason],
+        answerKey: "approval",
+      }),
+    ),
+    ...(folder.portPrompts || []).map((prompt) =>
+      requestView(folder, { requestId: prompt.requestId, icon: "globe", question: prompt.question, lines: [prompt.context], answerKey: "port" }),
+    ),
+  ];
   return h(
     "article",
     { class: "folder-card", key: folder.id, "data-state": folder.state, "data-folder": folder.id, "aria-labelledby": titleId, tabindex: "-1" },
@@ -597,35 +766,14 @@ function folderView(folder) {
       h(
         "div",
         { class: "card-title" },
-        h(
-          "h3",
-          { class: "path", id: titleId, title: folder.path },
-          head ? h("span", { class: "path-head" }, head) : null,
-          h("span", { class: "path-tail" }, tail),
-        ),
-        h(
-          "p",
-          { class: "meta" },
-          where ? h("span", null, where) : h("span", null, "Not bound to a channel yet"),
-          folder.runnerId ? h("span", { class: "meta-faint", title: "Runner id" }, folder.runnerId) : null,
-        ),
+        h("h3", { class: "path", id: titleId, title: folder.path }, head ? h("span", { class: "path-head" }, head) : null, h("span", { class: "path-tail" }, tail)),
+        h("p", { class: "meta" }, h("span", null, where || "Kandan picks a channel when it starts")),
       ),
-      h(
-        "span",
-        { class: "badge", "data-state": folder.state },
-        icon(state.icon, state.spin ? "spin" : null),
-        h("span", { class: "badge-text" }, state.text),
-      ),
+      h("span", { class: "badge", "data-state": folder.state }, icon(state.icon, state.spin ? "spin" : null), h("span", { class: "badge-text" }, state.text)),
     ),
-    folder.detail ? h("p", { class: "detail" }, richText(folder.detail)) : null,
-    approvals.length || prompts.length
-      ? h(
-          "ul",
-          { class: "requests", "aria-label": "Waiting for you" },
-          approvals.map((approval) => approvalView(folder, approval)),
-          prompts.map((prompt) => portPromptView(folder, prompt)),
-        )
-      : null,
+    folder.detail && !requests.length ? h("p", { class: "detail" }, richText(folder.detail)) : null,
+    problemView(folder),
+    requests.length ? h("ul", { class: "requests", "aria-label": "Waiting for you" }, requests) : null,
     resourcesView(folder),
     folderActionsView(folder),
   );
@@ -639,43 +787,44 @@ function foldersView() {
 }
 
 function shareSlotView() {
-  const folders = (snapshot && snapshot.folders) || [];
-  if (!folders.length) return [];
+  if (!folderCount()) return [];
   return [
-    button("share", "Share a folder…", { variant: "primary", size: "sm", iconName: "folderPlus", onClick: ACTIONS.share, id: "share-head" }),
+    button("share", "Share a folder…", { variant: signedIn() ? "primary" : "secondary", size: "sm", iconName: "folderPlus", onClick: ACTIONS.share, id: "share-head" }),
     errorLine("share", "err-share"),
   ];
 }
 
 function activityView() {
-  const entries = ((snapshot && snapshot.activity) || []).slice();
+  const entries = (snapshot && snapshot.activity) || [];
   if (!entries.length) {
     return [h("li", { class: "activity-empty", key: "empty" }, "Nothing yet. What Codex does in your shared folders shows up here.")];
   }
-  entries.sort((a, b) => (b.at || 0) - (a.at || 0));
   const folders = new Map(((snapshot && snapshot.folders) || []).map((folder) => [folder.id, folder]));
-  const seen = new Map();
   const now = Date.now();
   return entries.slice(0, 100).map((entry) => {
-    const base = `${entry.at}|${entry.folderId}|${entry.text}`;
-    const n = (seen.get(base) || 0) + 1;
-    seen.set(base, n);
     const level = LEVELS[entry.level] || LEVELS.info;
     const folder = folders.get(entry.folderId);
+    const repeated = entry.count > 1;
     return h(
       "li",
-      { class: "activity-item", key: `${base}|${n}`, "data-level": entry.level || "info" },
+      { class: "activity-item", key: `${entry.firstAt}|${entry.folderId}|${entry.text}`, "data-level": entry.level || "info" },
       h("span", { class: "activity-icon", role: "img", "aria-label": level.text }, icon(level.icon)),
       h(
         "div",
         { class: "activity-body" },
-        h("p", { class: "activity-text" }, richText(entry.text)),
+        h("p", { class: "activity-text" }, richText(entry.text), repeated ? h("span", { class: "count", title: `${entry.count} times` }, `×${entry.count}`) : null),
         h(
           "p",
           { class: "activity-meta" },
-          h("time", { datetime: new Date(entry.at).toISOString(), title: new Date(entry.at).toLocaleString() }, relativeTime(entry.at, now)),
-          folder ? h("span", { title: folder.path }, basename(folder.path)) : null,
+          h(
+            "time",
+            { datetime: new Date(entry.at).toISOString(), title: new Date(entry.at).toLocaleString() },
+            // A range only when it spans more than a minute.
+            repeated && clock(entry.firstAt) !== clock(entry.at) ? `${clock(entry.firstAt)}–${clock(entry.at)}` : relativeTime(entry.at, now),
+          ),
+          folder ? h("span", { title: folder.path }, folder.name) : null,
         ),
+        details(entry.details),
       ),
     );
   });
@@ -687,6 +836,22 @@ function pendingCount() {
     count += (folder.approvals || []).length + (folder.portPrompts || []).length;
   }
   return count;
+}
+
+/** A notification's body was clicked: bring its prompt into view. */
+function applyFocus() {
+  const focus = snapshot && snapshot.focus;
+  if (!focus || focus.serial <= focusSerial) return;
+  focusSerial = focus.serial;
+  selectTab($("#tab-folders"), false);
+  const request = document.getElementById(domId("request", focus.folderId, focus.requestId));
+  if (request) {
+    request.scrollIntoView({ block: "center" });
+    request.classList.add("flash");
+    setTimeout(() => request.classList.remove("flash"), 1600);
+    const approve = document.getElementById(domId("approve", focus.folderId, focus.requestId));
+    if (approve) approve.focus();
+  }
 }
 
 // ---------------------------------------------------------------- settings form
@@ -736,49 +901,61 @@ function fillSettings(settings, { force = false } = {}) {
   if (force || fields.fast !== document.activeElement) fields.fast.checked = !!settings.fast;
 }
 
-function setFieldError(input) {
-  for (const field of Object.values(fields)) field.removeAttribute("aria-invalid");
-  if (input) input.setAttribute("aria-invalid", "true");
+/** Shows each problem under its field ({field, message}); none clears them all. */
+function setFieldErrors(problems) {
+  for (const [name, input] of Object.entries(fields)) {
+    const problem = problems.find((p) => p.field === name);
+    const slot = document.getElementById(`e-${name}`);
+    if (problem) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+    if (slot) patch(slot, problem ? [icon("error"), h("span", null, problem.message)] : []);
+    const described = new Set((input.getAttribute("aria-describedby") || "").split(" ").filter(Boolean));
+    if (problem) described.add(`e-${name}`);
+    else described.delete(`e-${name}`);
+    if (described.size) input.setAttribute("aria-describedby", [...described].join(" "));
+    else input.removeAttribute("aria-describedby");
+  }
 }
 
+/** The form's settings, or the problems to show at their fields. */
 function readSettings() {
   const text = (name) => fields[name].value.trim();
   const optional = (name) => text(name) || null;
-  const fail = (input, message) => {
-    const error = new Error(message);
-    error.input = input;
-    throw error;
-  };
-  if (!text("kandanUrl")) fail(fields.kandanUrl, "Enter the Kandan server address, e.g. wss://serve.kandanai.com.");
-  if (!text("codexBin")) fail(fields.codexBin, "Enter the Codex program (usually just “codex”).");
+  const problems = [];
+  const fail = (field, message) => problems.push({ field, message });
+  if (!text("kandanUrl")) fail("kandanUrl", "Enter the Kandan server, like kandan.example.com.");
+  if (!text("codexBin")) fail("codexBin", "Enter the Codex program (usually just “codex”).");
   const ports = [];
   for (const part of text("forwardPorts").split(/[\s,]+/).filter(Boolean)) {
     const port = Number(part);
-    if (!Number.isInteger(port) || port < 1 || port > 65535) fail(fields.forwardPorts, `“${part}” is not a port number (1–65535).`);
-    if (!ports.includes(port)) ports.push(port);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) fail("forwardPorts", `“${part}” is not a port number (1–65535).`);
+    else if (!ports.includes(port)) ports.push(port);
   }
   let flush = null;
   if (text("streamFlushMs")) {
     flush = Number(text("streamFlushMs"));
     if (!Number.isInteger(flush) || flush < 10 || flush > 10000) {
-      fail(fields.streamFlushMs, "The stream flush interval must be a whole number of milliseconds from 10 to 10000.");
+      fail("streamFlushMs", "Enter a whole number of milliseconds from 10 to 10000.");
     }
   }
+  if (problems.length) return { problems };
   const base = (snapshot && snapshot.settings) || {};
   return {
-    ...base,
-    kandanUrl: text("kandanUrl"),
-    listenUser: optional("listenUser"),
-    codexBin: text("codexBin"),
-    codeServerBin: optional("codeServerBin"),
-    model: optional("model"),
-    reasoningEffort: optional("reasoningEffort"),
-    approvalPolicy: optional("approvalPolicy"),
-    sandbox: optional("sandbox"),
-    fast: fields.fast.checked,
-    allowedRoots: fields.allowedRoots.value.split(/[\n,]/).map((root) => root.trim()).filter(Boolean),
-    forwardPorts: ports,
-    streamFlushMs: flush == null ? base.streamFlushMs ?? null : flush,
+    settings: {
+      ...base,
+      kandanUrl: text("kandanUrl"),
+      listenUser: optional("listenUser"),
+      codexBin: text("codexBin"),
+      codeServerBin: optional("codeServerBin"),
+      model: optional("model"),
+      reasoningEffort: optional("reasoningEffort"),
+      approvalPolicy: optional("approvalPolicy"),
+      sandbox: optional("sandbox"),
+      fast: fields.fast.checked,
+      allowedRoots: fields.allowedRoots.value.split(/[\n,]/).map((root) => root.trim()).filter(Boolean),
+      forwardPorts: ports,
+      streamFlushMs: flush == null ? base.streamFlushMs ?? null : flush,
+    },
   };
 }
 
@@ -790,7 +967,7 @@ function renderSettings() {
   else save.removeAttribute("aria-disabled");
   $("#settings-revert").hidden = !settingsDirty;
   const error = errors.get("save");
-  patch($("#settings-error"), error ? [icon("error"), h("span", null, error)] : []);
+  patch($("#settings-error"), error ? [icon("error"), h("span", null, error.message)] : []);
   const status = $("#settings-status");
   const statusText = settingsDirty ? "Unsaved changes" : settingsSavedAt ? "Saved" : "";
   if (status.textContent !== statusText) status.textContent = statusText;
@@ -802,7 +979,7 @@ function renderSettings() {
   toggle.setAttribute("aria-busy", toggling ? "true" : "false");
   if (snapshot && !toggling && toggle.checked !== !!snapshot.autostart) toggle.checked = !!snapshot.autostart;
   const autostartError = errors.get("autostart");
-  patch($("#autostart-error"), autostartError ? [icon("error"), h("span", null, autostartError)] : []);
+  patch($("#autostart-error"), autostartError ? [icon("error"), h("span", null, autostartError.message)] : []);
 }
 
 form.addEventListener("input", () => {
@@ -814,31 +991,32 @@ form.addEventListener("input", () => {
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   if (busy.has("save")) return;
-  let settings;
-  try {
-    settings = readSettings();
-  } catch (error) {
-    errors.set("save", error.message);
-    setFieldError(error.input);
+  const read = readSettings();
+  if (read.problems) {
+    errors.set("save", { message: "Fix the marked fields, then save again.", details: null });
+    setFieldErrors(read.problems);
     render();
-    if (error.input) error.input.focus();
+    fields[read.problems[0].field].focus();
     return;
   }
-  setFieldError(null);
-  const result = await run("save", "save_settings", { settings });
+  setFieldErrors([]);
+  const result = await run("save", "save_settings", { settings: read.settings });
   if (!result.ok && !result.skipped) {
-    // A rejection may name its fields ({field, message} problems); mark them.
-    const raw = result.raw;
-    const problems = Array.isArray(raw) ? raw : raw && Array.isArray(raw.problems) ? raw.problems : [];
-    const invalid = problems.map((problem) => problem && fields[problem.field]).filter(Boolean);
-    setFieldError(invalid[0] || null);
-    for (const input of invalid) input.setAttribute("aria-invalid", "true");
+    // A rejection names its fields ({message, problems: [{field, message}]}): shown there.
+    const problems = (result.raw && Array.isArray(result.raw.problems) && result.raw.problems) || [];
+    const known = problems.filter((problem) => fields[problem.field]);
+    setFieldErrors(known);
+    if (known.length) {
+      errors.set("save", { message: "Fix the marked fields, then save again.", details: null });
+      fields[known[0].field].focus();
+    }
+    render();
   }
   if (result.ok) {
     settingsDirty = false;
     settingsSavedAt = Date.now();
-    if (snapshot) snapshot.settings = result.value || settings;
-    fillSettings(result.value || settings, { force: true });
+    if (snapshot) snapshot.settings = result.value || read.settings;
+    fillSettings(result.value || read.settings, { force: true });
     render();
   }
 });
@@ -846,7 +1024,7 @@ form.addEventListener("submit", async (event) => {
 $("#settings-revert").addEventListener("click", () => {
   settingsDirty = false;
   errors.delete("save");
-  setFieldError(null);
+  setFieldErrors([]);
   if (snapshot) fillSettings(snapshot.settings, { force: true });
   render();
   $("#settings-save").focus();
@@ -895,6 +1073,12 @@ for (const tab of tabs) {
 
 document.addEventListener("keydown", (event) => {
   if (event.key !== "Escape") return;
+  if (confirmingSignOut) {
+    confirmingSignOut = false;
+    pendingFocus = "signout";
+    render();
+    return;
+  }
   const card = event.target.closest && event.target.closest("[data-folder]");
   if (card && confirmingStop.has(card.dataset.folder)) {
     confirmingStop.delete(card.dataset.folder);
@@ -913,7 +1097,8 @@ function render() {
   renderPill();
   patch($("#account"), accountView());
   patch($("#banners"), bannersView());
-  patch($("#notice"), noticeView());
+  patch($("#signin"), signInView());
+  patch($("#notice"), noticesView());
   patch($("#share-slot"), shareSlotView());
   patch($("#folders"), foldersView());
   patch($("#activity"), activityView());
@@ -936,6 +1121,7 @@ function render() {
     const card = document.querySelector(`[data-folder="${CSS.escape(activeCardId)}"]`);
     if (card) card.focus({ preventScroll: true });
   }
+  applyFocus();
 }
 
 function applySnapshot(next, fromEvent) {
@@ -945,14 +1131,20 @@ function applySnapshot(next, fromEvent) {
   const before = snapshot ? (snapshot.folders || []).length : 0;
   snapshot = next;
   if ((snapshot.folders || []).length > before) errors.delete("share"); // a share went through
+  if (!signedIn()) confirmingSignOut = false;
   for (const id of [...confirmingStop]) {
     if (!(snapshot.folders || []).some((folder) => folder.id === id)) confirmingStop.delete(id);
   }
   render();
 }
 
-// Relative times age; refresh them now and then (no state is polled).
-setInterval(() => patch($("#activity"), activityView()), 30_000);
+// Relative times age, and a notice that needs nothing goes after a few seconds: refresh
+// those now and then (no state is polled).
+setInterval(() => {
+  patch($("#activity"), activityView());
+  patch($("#notice"), noticesView());
+  patch($("#signin"), signInView());
+}, 1_000);
 
 async function start() {
   render();
@@ -964,7 +1156,7 @@ async function start() {
       activity: [],
       settings: {},
       autostart: false,
-      notice: { level: "error", text: "This page runs inside Linzumi Desktop; it cannot reach the app from here." },
+      notices: [{ id: 0, level: "error", text: "This page runs inside Linzumi Desktop; it cannot reach the app from here." }],
     };
     render();
     return;
@@ -977,8 +1169,9 @@ async function start() {
   try {
     applySnapshot(await invoke("get_snapshot", {}), false);
   } catch (error) {
-    snapshot = snapshot || { account: {}, trayState: "offline", folders: [], activity: [], settings: {}, autostart: false, notice: null };
-    snapshot.notice = { level: "error", text: `Could not load Linzumi's state: ${errorText(error)}` };
+    snapshot = snapshot || { account: {}, trayState: "offline", folders: [], activity: [], settings: {}, autostart: false, notices: [] };
+    const { message, details } = failure(error);
+    snapshot.notices = [{ id: 0, level: "error", text: `Could not load Linzumi's state: ${message}`, details }];
     render();
   }
 }

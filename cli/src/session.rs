@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use crate::editor_progress::EditorProgress;
 use linzumi_engine::process_tree::{self, Signal};
-use linzumi_engine::runner::{CodexEndpoint, Runner, RunnerEvent};
+use linzumi_engine::runner::{CodexEndpoint, RevokeReason, Runner, RunnerEvent};
 use linzumi_engine::secrets;
 use tokio::process::{Child, Command};
 
@@ -86,12 +86,20 @@ pub async fn run(mut runner: Runner, tui: Option<Tui<'_>>, mut shutdown: Shutdow
 
     let mut events = runner.events();
     let mut editor = EditorProgress::default();
+    let mut code = ExitCode::SUCCESS;
     let reason = loop {
         tokio::select! {
             signal = shutdown.wait() => break signal,
             status = wait_tui(&mut tui) => break format!("the Codex TUI exited ({status})"),
             event = events.recv() => match event {
                 Ok(RunnerEvent::EditorRuntime(update)) => editor.update(&update),
+                // Kandan will not take this token again: running on without it helps nobody.
+                Ok(RunnerEvent::KandanUnauthorized { reason }) => {
+                    code = ExitCode::FAILURE;
+                    break format!(
+                        "Kandan no longer accepts your sign-in ({reason}); run `linzumi auth` and start again"
+                    );
+                }
                 Ok(event) => report(&event),
                 Err(_) => {}
             },
@@ -106,7 +114,7 @@ pub async fn run(mut runner: Runner, tui: Option<Tui<'_>>, mut shutdown: Shutdow
     }
     runner.stop().await;
     eprintln!("Stopped; Codex and everything it started have ended.");
-    ExitCode::SUCCESS
+    code
 }
 
 fn report(event: &RunnerEvent) {
@@ -146,14 +154,22 @@ fn report(event: &RunnerEvent) {
             "Port-forward {request_id} {} by {by}.",
             if *approved { "approved" } else { "denied" }
         ),
-        RunnerEvent::PortForwardRevoked { port } => {
-            eprintln!("Port {port} is no longer forwarded: another process listens on it now.");
-        }
+        RunnerEvent::PortForwardRevoked { port, reason } => match reason {
+            RevokeReason::ListenerChanged => {
+                eprintln!("Port {port} is no longer forwarded: another process listens on it now.")
+            }
+            RevokeReason::StoppedByOwner => eprintln!("The preview of port {port} was stopped."),
+        },
+        RunnerEvent::FolderMissing { path } => eprintln!(
+            "The shared folder {} is gone (moved or deleted); Codex starts no turn until it is back where it was.",
+            path.display()
+        ),
         RunnerEvent::EditorStarted { port, .. } => {
             eprintln!("The editor is running; Kandan opens it as port {port} of this runner.");
         }
         RunnerEvent::EditorExited { reason } => eprintln!("The editor stopped: {reason}"),
         RunnerEvent::ApprovalWithdrawn { .. }
+        | RunnerEvent::KandanUnauthorized { .. }
         | RunnerEvent::TurnStarted { .. }
         | RunnerEvent::TurnFinished { .. }
         | RunnerEvent::EditorRuntime(_)

@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use futures_util::{SinkExt, StreamExt};
 use kandan_test_server::ChatMessage;
-use linzumi_engine::runner::{Runner, RunnerEvent};
+use linzumi_engine::runner::{RevokeReason, Runner, RunnerEvent};
 use serde_json::{Value, json};
 use support::dev_server::{self, DevServer, free_port, preview_client};
 use support::{CHANNEL, Harness, RUNNER_ID, WAIT, WORKSPACE, browser_tests, mock};
@@ -522,7 +522,8 @@ async fn a_listener_restarted_by_another_process_is_revoked_and_asked_again() {
     tokio::time::timeout(support::WAIT, async {
         while !matches!(
             events.recv().await,
-            Ok(RunnerEvent::PortForwardRevoked { port: revoked }) if revoked == port
+            Ok(RunnerEvent::PortForwardRevoked { port: revoked, reason: RevokeReason::ListenerChanged })
+                if revoked == port
         ) {}
     })
     .await

@@ -498,3 +498,40 @@ async fn close_fails_waiting_pushes_and_stops_reconnecting() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(server.connection_count(), 0, "no reconnect after close");
 }
+
+/// A token revoked while connected: the next reconnect is refused (403), and the client
+/// says so and ends, instead of retrying a token Kandan will never accept again; a real
+/// outage (the drop before) is still retried.
+#[tokio::test]
+async fn a_reconnect_refused_for_the_token_ends_the_client() {
+    let server = server().await;
+    let token = user_token(&server);
+    let client = PhoenixClient::connect(config(&server, &token))
+        .await
+        .unwrap();
+    let mut lifecycle = client.lifecycle();
+    client.join("conformance:t", || json!({})).await.unwrap();
+    server.drop_connections().await;
+    next_lifecycle(&mut lifecycle, |e| {
+        matches!(e, Lifecycle::Reconnected { .. })
+    })
+    .await;
+
+    server.revoke_token(&token);
+    server.drop_connections().await;
+    let refused = next_lifecycle(&mut lifecycle, |e| {
+        matches!(e, Lifecycle::Unauthorized { .. })
+    })
+    .await;
+    let Lifecycle::Unauthorized { reason } = refused else {
+        unreachable!()
+    };
+    assert!(reason.contains("HTTP 403"), "{reason}");
+    assert!(!reason.contains(&token), "{reason}");
+    next_lifecycle(&mut lifecycle, |e| *e == Lifecycle::Closed).await;
+    // The socket task is gone: nothing is left to reconnect.
+    assert_eq!(
+        client.push("conformance:t", "echo", json!({})).await,
+        Err(PushError::Closed)
+    );
+}

@@ -197,13 +197,18 @@ async fn approvals_from_a_control_and_from_chat() {
     assert_eq!(waiting["approval_allowed_actor_slug"], "tester");
     assert_eq!(waiting["approval_choices"][0]["decision"], "approve");
     // The desktop shows the folder working, then this as a notification.
-    let (started, requested) = tokio::time::timeout(support::WAIT, async {
+    // Both name who asked and how their message starts, for the notification.
+    let (started, requested, asked_in) = tokio::time::timeout(support::WAIT, async {
         let mut started = None;
         loop {
             match events.recv().await {
-                Ok(RunnerEvent::TurnStarted { seq }) => started = Some(seq),
-                Ok(RunnerEvent::ApprovalRequested { request_id, .. }) => {
-                    return (started, request_id);
+                Ok(RunnerEvent::TurnStarted { seq, origin }) => started = Some((seq, origin)),
+                Ok(RunnerEvent::ApprovalRequested {
+                    request_id,
+                    asked_in,
+                    ..
+                }) => {
+                    return (started, request_id, asked_in);
                 }
                 _ => {}
             }
@@ -211,8 +216,13 @@ async fn approvals_from_a_control_and_from_chat() {
     })
     .await
     .unwrap();
-    assert_eq!(started, Some(first));
+    let (started, origin) = started.unwrap();
+    assert_eq!(started, first);
+    assert_eq!(origin.author.as_deref(), Some("tester"));
+    assert!(origin.excerpt.starts_with("mock: "), "{origin:?}");
+    assert!(origin.excerpt.chars().count() <= 81, "{origin:?}");
     assert_eq!(requested, request_id);
+    assert_eq!(asked_in, Some(origin));
     // Someone who is not the listen user cannot answer.
     harness
         .control(

@@ -11,9 +11,14 @@
 //!   `.artifacts/desktop-e2e.png`.
 //! - Codex asks for approval: dunst shows the notification, its Approve button resolves
 //!   the request on Kandan. Answered in the chat first, the notification is withdrawn.
+//! - A click on a prompt's notification opens the window at that prompt; approved there,
+//!   a dev server's preview opens, and "Stop preview" withdraws it (Kandan is told).
 //! - The tray menu (trayer as the tray host, clicked with xdotool) turns on Start at
-//!   login, opens the window (made only then: a tray app keeps no webview while
-//!   closed), signs in, and Quit ends the app and the folder's Codex; so does SIGTERM.
+//!   login; "Share folder with Kandan…" opens the picker at once (a folder already
+//!   shared is answered in a notification while the window is closed, another is
+//!   shared); it opens the window (made only then: a tray app keeps no webview while
+//!   closed), signs in, answers a Codex approval from the menu, and Quit ends the app and
+//!   the folders' Codex; so does SIGTERM.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../../src-tauri/core/tests/support/mod.rs"]
@@ -31,8 +36,8 @@ use mock_model_api::{CodexHome, CodexHomeOptions, MockModelApi};
 use serde_json::{Value, json};
 use session::{require, wait_until};
 use support::{
-    Desk, WAIT, app_servers, authorize_in_browser, click_button, mock, quit, wait_for_notice,
-    wait_for_snapshot,
+    Desk, WAIT, app_servers, authorize_in_browser, click_button, click_button_in, mock, quit,
+    wait_for_notice, wait_for_snapshot,
 };
 
 fn with_state(link: &str, state: &str) -> String {
@@ -72,9 +77,9 @@ async fn sign_in_share_and_approve_from_a_notification() {
 
     let driver = desk.start_driver().await;
 
-    // Not signed in yet: the folder cannot start.
-    let state = wait_for_snapshot(&driver, "the folder reports it needs a sign-in", |s| {
-        s["folders"][0]["state"] == "error"
+    // Not signed in yet: the folder waits for a sign-in.
+    let state = wait_for_snapshot(&driver, "the folder waits for a sign-in", |s| {
+        s["folders"][0]["state"] == "waiting_for_sign_in"
     })
     .await;
     assert_eq!(state["account"]["signedIn"], false);
@@ -100,7 +105,11 @@ async fn sign_in_share_and_approve_from_a_notification() {
 
     // A link with a forged state is refused, and does not spoil the real one.
     desk.hand_over(&with_state(&callback, "forged-state"));
-    wait_for_notice(&driver, "does not match the sign-in in progress").await;
+    wait_for_notice(
+        &driver,
+        "Ignored a sign-in link that was not for this sign-in.",
+    )
+    .await;
     desk.hand_over(&callback);
     let state = wait_for_snapshot(&driver, "the folder is shared after signing in", |s| {
         s["account"]["signedIn"] == true && s["folders"][0]["state"] == "ready"
@@ -196,7 +205,10 @@ async fn sign_in_share_and_approve_from_a_notification() {
         .unwrap();
     assert!(desk.project.join("approved.txt").exists());
     let menus = std::fs::read_to_string(desk.dir().join("menus")).unwrap();
-    assert!(menus.contains("#Approve (Codex asks"), "{menus}");
+    assert!(
+        menus.contains("#Approve (my-app: Run `touch approved.txt`?)"),
+        "{menus}"
+    );
     wait_until("the notification is gone", WAIT, || desk.displayed() == 0);
 
     // Answered in the chat first: the notification is withdrawn.
@@ -247,6 +259,113 @@ async fn sign_in_share_and_approve_from_a_notification() {
     })
     .await;
 
+    // A click on a prompt's notification opens the window at that prompt.
+    kandan
+        .post_user_message(
+            &workspace,
+            &channel,
+            Some(&thread),
+            "tester",
+            &mock(json!([{"exec": "touch clicked.txt"}, {"text": "done"}])),
+        )
+        .await
+        .unwrap();
+    wait_until("dunst shows the third approval", WAIT, || {
+        desk.displayed() == 1
+    });
+    let waiting = wait_for_snapshot(&driver, "the window lists the approval", |s| {
+        s["folders"][0]["approvals"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    let request_id = waiting["folders"][0]["approvals"][0]["requestId"].clone();
+    desk.dunstctl(&["action", "0"]);
+    wait_for_snapshot(&driver, "the window is asked to show the prompt", |s| {
+        s["focus"]["requestId"] == request_id
+    })
+    .await;
+    driver
+        .wait_for(
+            "the prompt's Approve has the focus",
+            "return document.activeElement?.id?.startsWith('approve-') || null;",
+            json!([]),
+        )
+        .await;
+    click_button_in(&driver, ".request", "Approve").await;
+    wait_until("the approved command ran", WAIT, || {
+        desk.project.join("clicked.txt").exists()
+    });
+
+    // A dev server: its command is approved in the window, its preview too, and "Stop
+    // preview" withdraws it (Kandan is told).
+    let port = support::free_port();
+    kandan
+        .post_user_message(
+            &workspace,
+            &channel,
+            Some(&thread),
+            "tester",
+            &mock(json!([
+                {"exec": format!("python3 -m http.server {port} --bind 127.0.0.1"), "yield_ms": 1500},
+                {"text": "The dev server is up."}
+            ])),
+        )
+        .await
+        .unwrap();
+    let card = driver
+        .wait_for(
+            "the window asks to run the server",
+            "const r = document.querySelector('.request'); return r ? r.innerText : null;",
+            json!([]),
+        )
+        .await;
+    let card = card.as_str().unwrap();
+    assert!(
+        card.contains(&format!("Run python3 -m http.server {port}")),
+        "the command as typed, without its shell: {card}"
+    );
+    assert!(card.contains("tester asked: “mock:"), "who asked: {card}");
+    click_button_in(&driver, ".request", "Approve").await;
+    wait_for_snapshot(&driver, "the window asks to open a preview", |s| {
+        s["folders"][0]["portPrompts"][0]["port"] == port
+    })
+    .await;
+    click_button_in(&driver, ".request", "Approve").await;
+    let state = wait_for_snapshot(&driver, "the preview is open", |s| {
+        s["folders"][0]["forwardedPorts"][0]["port"] == port
+    })
+    .await;
+    let said: Vec<&str> = state["activity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|entry| entry["text"].as_str())
+        .collect();
+    assert!(
+        said.contains(
+            &format!("Preview of port {port} opened — approved by you (window)").as_str()
+        ),
+        "{said:#?}"
+    );
+    assert!(
+        said.iter()
+            .any(|text| text.ends_with("approved by you (window)") && text.starts_with("Run `")),
+        "{said:#?}"
+    );
+    kandan.clear_events();
+    click_button(&driver, "Stop preview").await;
+    let revoked = kandan
+        .wait_for_event(|event| event.event == "forward_port_revoked", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(revoked.payload["port"], port);
+    assert_eq!(revoked.payload["reason"], "stopped_by_owner");
+    wait_for_snapshot(&driver, "the preview is gone from the window", |s| {
+        s["folders"][0]["forwardedPorts"] == json!([])
+    })
+    .await;
+
     quit(driver, &desk.config_path).await;
     kandan.shutdown().await;
 }
@@ -260,6 +379,7 @@ async fn the_tray_menu_works_in_a_real_tray() {
     let model = MockModelApi::start().await.unwrap();
     let codex = CodexHome::create(&model, CodexHomeOptions::default()).unwrap();
     let mut desk = Desk::new("desktop-tray", &kandan, &codex);
+    desk.start_dunst();
     trayer::start(&mut desk.session, &desk.env);
     wait_until("trayer is up", WAIT, || trayer::panel(&desk.env).is_some());
 
@@ -300,8 +420,10 @@ async fn the_tray_menu_works_in_a_real_tray() {
 
     let registered =
         || std::fs::read_dir(&autostart).is_ok_and(|mut entries| entries.next().is_some());
-    // From the bottom: Quit, Sign in…, Start at login. The menu is rebuilt (and closes)
-    // while the app starts up and its folder changes state, so a press may miss.
+    // Signed out, from the bottom: Quit, Start at login, Open Linzumi, the folder, Share
+    // folder with Kandan…, Sign in to Kandan… (the status and account lines on top are
+    // not selectable). The menu is rebuilt (and closes) while the app starts up and its
+    // folder changes state, so a press may miss.
     // Chooses the item `keys` lead to until `done` (a press may miss; see above).
     let choose = |keys: &[&str], done: &dyn Fn() -> bool| {
         for _ in 0..5 {
@@ -318,13 +440,75 @@ async fn the_tray_menu_works_in_a_real_tray() {
         }
         false
     };
+    // Shares `folder` through the tray's "Share folder with Kandan…" (the fifth entry
+    // from the bottom while signed out), typing its path into the picker, until `done`.
+    let picker_shown = || {
+        desk.command("xdotool")
+            .args([
+                "search",
+                "--onlyvisible",
+                "--name",
+                "^Share a folder with Kandan$",
+            ])
+            .output()
+            .is_ok_and(|output| !output.stdout.is_empty())
+    };
+    let share_in_tray = |folder: &std::path::Path, done: &dyn Fn() -> bool| {
+        assert!(
+            choose(&["Up", "Up", "Up", "Up", "Up", "Return"], &picker_shown),
+            "Share folder with Kandan… opens the picker"
+        );
+        let focus_picker = || {
+            desk.command("xdotool")
+                .args([
+                    "search",
+                    "--onlyvisible",
+                    "--name",
+                    "^Share a folder with Kandan$",
+                ])
+                .args(["windowfocus", "--sync"])
+                .status()
+                .unwrap();
+        };
+        focus_picker();
+        let typed = desk
+            .command("xdotool")
+            .args(["type", "--delay", "30", &format!("{}/", folder.display())])
+            .status()
+            .unwrap();
+        assert!(typed.success());
+        // Return opens the typed folder in the picker, or chooses it; once more chooses it.
+        for _ in 0..3 {
+            if done() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(700));
+            if picker_shown() {
+                focus_picker();
+                key(&["Return"]);
+            }
+        }
+    };
+
     assert!(
-        choose(&["Up", "Up", "Up", "Return"], &registered),
+        choose(&["Up", "Up", "Return"], &registered),
         "Start at login registers a login item"
     );
     let config: Value =
         serde_json::from_str(&std::fs::read_to_string(&desk.config_path).unwrap()).unwrap();
     assert_eq!(config["settings"]["startAtLogin"], true, "{config:#}");
+
+    // Sharing a folder that is already shared, from the tray with no window open: the
+    // answer comes as a notification.
+    share_in_tray(&desk.project, &|| desk.displayed() > 0);
+    wait_until("a notification answers", WAIT, || desk.displayed() > 0);
+    desk.dunstctl(&["close-all"]);
+    let history: Value = serde_json::from_str(&desk.dunstctl(&["history"])).unwrap();
+    let body = history["data"][0][0]["body"]["data"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(body.contains("is already shared"), "{history:#}");
 
     // With a tray, the window is only made when asked for: Open Linzumi.
     let window_shown = || {
@@ -335,7 +519,7 @@ async fn the_tray_menu_works_in_a_real_tray() {
     };
     assert!(!window_shown(), "no window before it is asked for");
     open_menu();
-    key(&["Up", "Up", "Up", "Up", "Return"]);
+    key(&["Up", "Up", "Up", "Return"]);
     wait_until("Open Linzumi shows the window", WAIT, window_shown);
 
     // Without a window manager the window opens over the panel: move it below.
@@ -353,8 +537,22 @@ async fn the_tray_menu_works_in_a_real_tray() {
             .into_iter()
             .find(|url| url.contains("/oauth/authorize"))
     };
+    // "Share folder with Kandan…" opens the folder picker at once; the folder typed
+    // there is shared.
+    let other = desk.dir().join("other-app");
+    std::fs::create_dir_all(&other).unwrap();
+    let shared = || {
+        std::fs::read_to_string(&desk.config_path).is_ok_and(|config| config.contains("other-app"))
+    };
+    share_in_tray(&other, &shared);
+    wait_until("the picked folder is shared", WAIT, shared);
+
+    // The menu has one more folder now: Sign in to Kandan… is one further up.
     assert!(
-        choose(&["Up", "Up", "Return"], &|| authorize().is_some()),
+        choose(
+            &["Up", "Up", "Up", "Up", "Up", "Up", "Up", "Return"],
+            &|| authorize().is_some()
+        ),
         "Sign in… opens the browser"
     );
     let authorize = authorize().unwrap();
@@ -364,9 +562,83 @@ async fn the_tray_menu_works_in_a_real_tray() {
         .await
         .unwrap();
     desk.hand_over(response.headers()["location"].to_str().unwrap());
-    wait_until("the shared folder's Codex runs", WAIT, || {
-        !app_servers(&desk.config_path).is_empty()
+    wait_until("both shared folders' Codex run", WAIT, || {
+        app_servers(&desk.config_path).len() == 2
     });
+
+    // A prompt is answerable from the tray menu (here there is no notification server at
+    // all): it is the first entry after the status and account lines, and its submenu
+    // starts with Approve.
+    let read_config = || -> Value {
+        serde_json::from_str(&std::fs::read_to_string(&desk.config_path).unwrap()).unwrap()
+    };
+    wait_until("Kandan gave the folders a channel", WAIT, || {
+        read_config()["folders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|folder| folder["channel"].is_string())
+    });
+    let config = read_config();
+    let (workspace, channel) = (
+        config["folders"][0]["workspace"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        config["folders"][0]["channel"].as_str().unwrap().to_owned(),
+    );
+    let thread = kandan
+        .wait_for_thread(
+            &workspace,
+            &channel,
+            |messages| {
+                messages
+                    .iter()
+                    .any(|m| m.payload["structured"]["kind"] == "local_runner_availability")
+            },
+            WAIT,
+        )
+        .await
+        .unwrap()
+        .iter()
+        .find(|m| m.payload["structured"]["kind"] == "local_runner_availability")
+        .unwrap()
+        .thread_id
+        .clone();
+    kandan
+        .post_user_message(
+            &workspace,
+            &channel,
+            Some(&thread),
+            "tester",
+            &support::mock(json!([{"exec": "touch from-tray.txt"}, {"text": "done"}])),
+        )
+        .await
+        .unwrap();
+    let touched = || {
+        [&desk.project, &other]
+            .iter()
+            .any(|dir| dir.join("from-tray.txt").exists())
+    };
+    // The menu with the prompt in it, for a look: .artifacts/desktop-tray-menu.png.
+    std::thread::sleep(Duration::from_secs(4)); // Codex asks within a second or two
+    open_menu();
+    key(&["Down", "Right"]);
+    std::thread::sleep(Duration::from_millis(700));
+    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = desk
+        .command("import")
+        .args(["-window", "root"])
+        .arg(artifacts.join("desktop-tray-menu.png"))
+        .status()
+        .unwrap();
+    assert!(shot.success());
+    key(&["Escape", "Escape"]);
+    assert!(
+        choose(&["Down", "Right", "Return"], &touched),
+        "Approve in the tray menu runs the command"
+    );
 
     let running = std::cell::RefCell::new(app);
     assert!(

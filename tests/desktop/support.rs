@@ -136,7 +136,11 @@ impl Desk {
         let dunstrc = self.dir().join("dunstrc");
         std::fs::write(
             &dunstrc,
-            format!("[global]\n    dmenu = {}\n", script.display()),
+            // Bottom left: clear of the tray panel at the top right.
+            format!(
+                "[global]\n    dmenu = {}\n    origin = bottom-left\n",
+                script.display()
+            ),
         )
         .unwrap();
         let mut command = Command::new("dunst");
@@ -167,11 +171,12 @@ impl Desk {
         WebDriver::start(port, Path::new(APP)).await
     }
 
-    /// Starts the app, its output discarded.
+    /// Starts the app; its log goes to `app.log` in the desk's folder.
     pub fn launch(&self) -> std::process::Child {
+        let log = std::fs::File::create(self.dir().join("app.log")).unwrap();
         self.command(APP)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap()
     }

@@ -31,6 +31,16 @@ pub enum ApiError {
     Validation { detail: String },
     #[error("could not get the local runner start target from Kandan ({detail})")]
     StartTarget { detail: String },
+    /// Kandan refused the token itself (401/403): it is invalid, expired or revoked.
+    #[error("Kandan refused the sign-in at {endpoint} ({detail}): sign in again")]
+    Unauthorized { endpoint: String, detail: String },
+}
+
+impl ApiError {
+    /// Whether signing in again is what it takes.
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, ApiError::Unauthorized { .. })
+    }
 }
 
 /// What the token endpoint grants.
@@ -148,6 +158,15 @@ pub async fn fetch_start_target(
         .send()
         .await
         .map_err(|error| unreachable(&endpoint, &error))?;
+    if matches!(
+        response.status(),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    ) {
+        return Err(ApiError::Unauthorized {
+            endpoint: redact(&endpoint),
+            detail: describe_status(&response),
+        });
+    }
     if !response.status().is_success() {
         return Err(ApiError::StartTarget {
             detail: describe_status(&response),

@@ -32,6 +32,8 @@ pub enum LinkRefused {
     NotASignInLink(String),
     #[error("Refused a sign-in link without a code.")]
     MissingCode,
+    #[error("Ignored a sign-in link for a sign-in that was canceled.")]
+    Canceled,
 }
 
 struct InFlight {
@@ -44,6 +46,8 @@ pub struct DeepLinkSignIn {
     in_flight: Mutex<Option<InFlight>>,
     /// The state of the last completed authorization, to tell a replay from a forgery.
     completed_state: Mutex<Option<String>>,
+    /// The state of the last canceled authorization: its link comes too late.
+    canceled_state: Mutex<Option<String>>,
 }
 
 /// A started sign-in: open `url` in the browser and await `code`.
@@ -66,6 +70,31 @@ impl DeepLinkSignIn {
             });
         }
         Started { url, code }
+    }
+
+    /// Gives up the authorization in flight (the person canceled, or it timed out): its
+    /// waiter ends with nothing, and its link, if the browser still sends it, is refused.
+    /// Returns whether one was in flight.
+    pub fn cancel(&self) -> bool {
+        let flight = self
+            .in_flight
+            .lock()
+            .ok()
+            .and_then(|mut in_flight| in_flight.take());
+        let Some(flight) = flight else {
+            return false;
+        };
+        if let Ok(mut canceled) = self.canceled_state.lock() {
+            *canceled = Some(flight.pending.state().to_owned());
+        }
+        true
+    }
+
+    /// Whether an authorization is in flight.
+    pub fn in_flight(&self) -> bool {
+        self.in_flight
+            .lock()
+            .is_ok_and(|in_flight| in_flight.is_some())
     }
 
     /// Hands a `linzumi://` link to the authorization in flight.
@@ -104,13 +133,14 @@ impl DeepLinkSignIn {
             .query_pairs()
             .find(|(key, _)| key == "state")
             .map(|(_, value)| value.into_owned());
-        let completed = self
-            .completed_state
-            .lock()
-            .ok()
-            .and_then(|completed| completed.clone());
-        match (state, completed) {
-            (Some(state), Some(completed)) if state == completed => LinkRefused::Replayed,
+        let remembered = |slot: &Mutex<Option<String>>| slot.lock().ok().and_then(|s| s.clone());
+        match state {
+            Some(state) if remembered(&self.completed_state).as_ref() == Some(&state) => {
+                LinkRefused::Replayed
+            }
+            Some(state) if remembered(&self.canceled_state).as_ref() == Some(&state) => {
+                LinkRefused::Canceled
+            }
             _ => LinkRefused::Unsolicited,
         }
     }
@@ -228,5 +258,34 @@ mod tests {
             started.code.await.unwrap().unwrap_err(),
             LinkRefused::Denied("access_denied".into())
         );
+    }
+
+    /// Canceled (or timed out): the waiter ends, and the link the browser sends later is
+    /// refused, so a sign-in the person gave up on cannot complete behind their back.
+    #[tokio::test]
+    async fn a_canceled_sign_in_refuses_its_late_link() {
+        let signin = DeepLinkSignIn::default();
+        assert!(!signin.cancel(), "nothing in flight");
+        let started = signin.begin(&kandan(), AuthScope::Onboarding);
+        let state = state_of(&started.url);
+        assert!(signin.in_flight());
+        assert!(signin.cancel());
+        assert!(!signin.in_flight());
+        assert!(started.code.await.is_err(), "the waiter ends with nothing");
+        assert_eq!(
+            signin.deliver(&link(&format!("code=late&state={state}"))),
+            Err(LinkRefused::Canceled)
+        );
+        // A new sign-in is not spoiled by the old link.
+        let again = signin.begin(&kandan(), AuthScope::Onboarding);
+        assert_eq!(
+            signin.deliver(&link(&format!("code=late&state={state}"))),
+            Err(LinkRefused::Forged)
+        );
+        let fresh = state_of(&again.url);
+        signin
+            .deliver(&link(&format!("code=c&state={fresh}")))
+            .unwrap();
+        assert_eq!(again.code.await.unwrap().unwrap().expose(), "c");
     }
 }

@@ -35,6 +35,11 @@ pub enum Lifecycle {
     Reconnected {
         generation: u64,
     },
+    /// A reconnect was refused because of the token (HTTP 401/403). The client does not
+    /// retry with a token Kandan no longer accepts: it closes right after this event.
+    Unauthorized {
+        reason: String,
+    },
     Closed,
 }
 
@@ -55,7 +60,8 @@ pub struct PhoenixClient {
 impl PhoenixClient {
     /// Opens the socket and returns once it is connected; a first failure is returned as
     /// is (a wrong URL or token should be reported, not retried forever). Later outages
-    /// are handled inside: reconnect with backoff, rejoin, replay.
+    /// are handled inside: reconnect with backoff, rejoin, replay; except a reconnect
+    /// refused for the token, which ends the client ([`Lifecycle::Unauthorized`]).
     pub async fn connect(config: ClientConfig) -> Result<PhoenixClient, ConnectError> {
         let (commands, receiver) = mpsc::unbounded_channel();
         let (lifecycle, _) = broadcast::channel(256);

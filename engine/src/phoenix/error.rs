@@ -18,6 +18,20 @@ pub enum ConnectError {
     Tls { url: String, reason: String },
 }
 
+impl ConnectError {
+    /// Kandan refused the token (HTTP 401 or 403): it is invalid, expired or revoked, and
+    /// trying again with it cannot succeed.
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(
+            self,
+            ConnectError::Refused {
+                status: 401 | 403,
+                ..
+            }
+        )
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum JoinError {
     #[error("Kandan refused to join {topic}: {}", reason_of(.response))]

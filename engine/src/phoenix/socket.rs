@@ -367,6 +367,14 @@ impl SocketTask {
                     self.closed = true;
                     return;
                 }
+                if error.is_unauthorized() {
+                    warn!(%error, "Kandan no longer accepts the token; not reconnecting");
+                    self.emit(Lifecycle::Unauthorized {
+                        reason: error.to_string(),
+                    });
+                    self.shutdown().await;
+                    return;
+                }
                 warn!(%error, "reconnect to Kandan failed");
                 self.emit(Lifecycle::Disconnected {
                     reason: error.to_string(),

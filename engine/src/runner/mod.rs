@@ -236,6 +236,11 @@ pub enum RunnerEvent {
         reason: String,
     },
     KandanOnline,
+    /// Kandan refused the token on a reconnect (HTTP 401/403: revoked or expired). The
+    /// runner no longer reaches Kandan and does not retry: stop it and sign in again.
+    KandanUnauthorized {
+        reason: String,
+    },
     CodexLost {
         message: String,
     },
@@ -249,6 +254,8 @@ pub enum RunnerEvent {
         kind: String,
         summary: String,
         reason: Option<String>,
+        /// The chat message whose turn asks, when the request comes from one.
+        asked_in: Option<ChatOrigin>,
     },
     ApprovalResolved {
         request_id: String,
@@ -262,6 +269,7 @@ pub enum RunnerEvent {
     /// A chat message became a Codex turn.
     TurnStarted {
         seq: i64,
+        origin: ChatOrigin,
     },
     /// A chat message's turn ended (`processed` or `failed`).
     TurnFinished {
@@ -280,9 +288,15 @@ pub enum RunnerEvent {
         approved: bool,
         by: String,
     },
-    /// A forwarded port was withdrawn: another process listens on it now.
+    /// A forwarded port was withdrawn; Kandan was told (`forward_port_revoked`).
     PortForwardRevoked {
         port: u16,
+        reason: RevokeReason,
+    },
+    /// The shared folder is gone (moved, deleted, or replaced by a link elsewhere): the
+    /// turn that was about to start in it was refused, and no other will start there.
+    FolderMissing {
+        path: PathBuf,
     },
     /// The editor runtime changed state, or downloads.
     EditorRuntime(RuntimeUpdate),
@@ -297,6 +311,54 @@ pub enum RunnerEvent {
         reason: String,
     },
     Stopped,
+}
+
+/// Who wrote the chat message a turn or an approval comes from, and how it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatOrigin {
+    pub seq: i64,
+    /// The author's Kandan user name, when Kandan names them.
+    pub author: Option<String>,
+    /// The start of the message: its first line, at most [`ChatOrigin::EXCERPT_CHARS`]
+    /// characters (with `…` when cut).
+    pub excerpt: String,
+}
+
+impl ChatOrigin {
+    pub const EXCERPT_CHARS: usize = 80;
+
+    /// The origin of message `seq` by `author` with the text `body`.
+    pub fn new(seq: i64, author: Option<String>, body: &str) -> ChatOrigin {
+        let line = body.trim().lines().next().unwrap_or_default().trim();
+        let mut excerpt: String = line.chars().take(Self::EXCERPT_CHARS).collect();
+        if excerpt.len() < line.len() || body.trim().lines().nth(1).is_some() {
+            excerpt.push('…');
+        }
+        ChatOrigin {
+            seq,
+            author,
+            excerpt,
+        }
+    }
+}
+
+/// Why a forwarded port was withdrawn (the `reason` of `forward_port_revoked`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeReason {
+    /// Another process listens on the port now.
+    ListenerChanged,
+    /// The owner stopped the preview ([`Runner::stop_preview`]).
+    StoppedByOwner,
+}
+
+impl RevokeReason {
+    /// The protocol's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevokeReason::ListenerChanged => "listener_changed",
+            RevokeReason::StoppedByOwner => "stopped_by_owner",
+        }
+    }
 }
 
 pub struct Runner {
@@ -521,6 +583,16 @@ impl Runner {
     ) -> Result<(), String> {
         match &self.session {
             Some(session) => session.resolve_port_forward(request_id, approve).await,
+            None => Err("no chat session is bound".into()),
+        }
+    }
+
+    /// Stops the preview of an approved dev-server port (the owner's "Stop preview"):
+    /// Kandan may no longer forward to it and is told (`forward_port_revoked`, reason
+    /// `stopped_by_owner`); the same listener is not offered again.
+    pub async fn stop_preview(&self, port: u16) -> Result<(), String> {
+        match &self.session {
+            Some(session) => session.stop_preview(port).await,
             None => Err("no chat session is bound".into()),
         }
     }
@@ -959,6 +1031,11 @@ impl Loop {
                 self.log
                     .log("kandan.disconnected", json!({"message": reason}));
                 let _ = self.events.send(RunnerEvent::KandanOffline { reason });
+            }
+            Ok(Lifecycle::Unauthorized { reason }) => {
+                self.log
+                    .log("kandan.unauthorized", json!({"message": reason}));
+                let _ = self.events.send(RunnerEvent::KandanUnauthorized { reason });
             }
             Ok(Lifecycle::ChannelRejoined { topic }) if topic == self.outbox.topic() => {
                 // Kandan dropped the chat messages meant for the topic while it was not

@@ -20,6 +20,7 @@ use super::approvals::{self, Approvals, PendingApproval};
 use super::bounded_map::BoundedMap;
 use super::chat_commands::ChatCommand;
 use super::codex_items;
+use super::folder_check::SharedFolder;
 use super::intake::{self, ChatEvent, Intake, IntakeContext, ListenUser};
 use super::message_queue::{MessageQueue, QueuedMessage};
 use super::message_state::{self, MessageState, ProcessingReason};
@@ -40,7 +41,7 @@ use crate::runner::controls::{CODEX_RESPONSE, ControlOutcome};
 use crate::runner::event_log::EventLog;
 use crate::runner::outbox::Outbox;
 use crate::runner::state::RunnerState;
-use crate::runner::{ApprovalActor, RunnerEvent};
+use crate::runner::{ApprovalActor, ChatOrigin, RevokeReason, RunnerEvent};
 
 /// How often deltas are written to Kandan, unless `--stream-flush-ms` says otherwise.
 pub const STREAM_FLUSH: Duration = Duration::from_millis(150);
@@ -134,6 +135,11 @@ pub enum Input {
         request_id: String,
         approve: bool,
         actor: ApprovalActor,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// The owner stops the preview of an approved port.
+    StopPreview {
+        port: u16,
         reply: oneshot::Sender<Result<(), String>>,
     },
     Stop(oneshot::Sender<()>),
@@ -281,6 +287,8 @@ impl ChannelSession {
             flush_at: None,
             typing: false,
             closed: false,
+            folder: SharedFolder::remember(&context.cwd),
+            folder_missing: false,
             context,
         };
         tokio::spawn(driver.run(receiver, offers));
@@ -341,6 +349,15 @@ impl ChannelSession {
             .unwrap_or_else(|_| Err("the chat session has stopped".into()))
     }
 
+    /// Withdraws an approved port from Kandan (the owner's "Stop preview").
+    pub async fn stop_preview(&self, port: u16) -> Result<(), String> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Input::StopPreview { port, reply });
+        answer
+            .await
+            .unwrap_or_else(|_| Err("the chat session has stopped".into()))
+    }
+
     pub async fn stop(&self) {
         let (reply, done) = oneshot::channel();
         self.send(Input::Stop(reply));
@@ -387,6 +404,9 @@ struct Driver {
     flush_at: Option<Instant>,
     typing: bool,
     closed: bool,
+    /// The shared folder; once it is found missing no turn starts.
+    folder: SharedFolder,
+    folder_missing: bool,
 }
 
 impl Driver {
@@ -437,6 +457,9 @@ impl Driver {
                 reply,
             } => {
                 let _ = reply.send(self.resolve_port_forward(&request_id, approve, &actor));
+            }
+            Input::StopPreview { port, reply } => {
+                let _ = reply.send(self.stop_preview(port));
             }
             Input::Stop(done) => {
                 self.stop();
@@ -540,6 +563,7 @@ impl Driver {
             || self.completing.is_some()
             || !self.tui_turns.is_empty()
             || !self.codex_ready
+            || self.folder_missing
         {
             return;
         }
@@ -553,12 +577,19 @@ impl Driver {
             return;
         };
         let seq = message.seq;
+        if !self.folder.intact() {
+            self.refuse_missing_folder(&message);
+            return;
+        }
         self.turn = TurnState::Starting {
             queued_seq: seq,
             interrupt_after_start: false,
         };
         self.set_reason(&message, ProcessingReason::StartingTurn);
-        let _ = self.context.events.send(RunnerEvent::TurnStarted { seq });
+        let _ = self.context.events.send(RunnerEvent::TurnStarted {
+            seq,
+            origin: ChatOrigin::new(seq, message.actor_slug.clone(), &message.body),
+        });
         self.active = Some(message.clone());
         self.push_typing(true);
         let params = self.runtime.turn_overrides(
@@ -580,6 +611,24 @@ impl Driver {
             };
             let _ = inputs.send(Input::TurnStart { seq, result });
         });
+    }
+
+    /// The shared folder was moved, deleted or replaced: `message` fails with a reason its
+    /// author can read, the owner's front hears of it, and no later turn starts.
+    fn refuse_missing_folder(&mut self, message: &QueuedMessage) {
+        self.folder_missing = true;
+        warn!(path = %self.folder.path().display(), "the shared folder is gone; no turn starts");
+        self.context
+            .log
+            .log("session.folder_missing", json!({"seq": message.seq}));
+        let failed = MessageState::Failed(
+            "the shared folder is no longer on the owner's computer (moved or deleted)".into(),
+        );
+        self.publish_state(message.seq, message, &failed);
+        let _ = self.context.events.send(RunnerEvent::FolderMissing {
+            path: self.folder.path().to_owned(),
+        });
+        self.push_typing(false);
     }
 
     fn on_turn_start(&mut self, seq: i64, result: Result<String, CodexError>) {
@@ -832,11 +881,17 @@ impl Driver {
         );
         let state = MessageState::AwaitingApproval(prompt.clone());
         self.publish_state_fields(source_seq, None, &state);
+        let asked_in = self
+            .active
+            .as_ref()
+            .filter(|message| message.seq == source_seq)
+            .map(|message| ChatOrigin::new(message.seq, message.actor_slug.clone(), &message.body));
         let _ = self.context.events.send(RunnerEvent::ApprovalRequested {
             request_id: prompt.request_id.clone(),
             kind: prompt.kind.clone(),
             summary: prompt.summary.clone(),
             reason: prompt.reason.clone(),
+            asked_in,
         });
         self.approvals.insert(approval);
     }
@@ -1197,31 +1252,43 @@ impl Driver {
             Review::Skip => {}
             Review::RememberApprovedTarget => self.port_prompts.approve(&candidate),
             Review::RevokeAndPrompt { revoked } => {
-                self.revoke_port(&revoked);
+                self.revoke_port(&revoked, RevokeReason::ListenerChanged);
                 self.ask_port(candidate);
             }
             Review::Prompt => self.ask_port(candidate),
         }
     }
 
-    fn revoke_port(&mut self, revoked: &PortCandidate) {
+    /// The owner's "Stop preview": only a dev server the listen user approved can be
+    /// stopped (ports from the settings and the editor's are not previews to stop). Its
+    /// listener counts as denied, so the same server is not offered again.
+    fn stop_preview(&mut self, port: u16) -> Result<(), String> {
+        let Some(Some(approved)) = self.port_prompts.decisions.approved.get(&port).cloned() else {
+            return Err(format!("port {port} is not an approved preview"));
+        };
+        self.revoke_port(&approved, RevokeReason::StoppedByOwner);
+        self.port_prompts.deny(&approved);
+        Ok(())
+    }
+
+    fn revoke_port(&mut self, revoked: &PortCandidate, reason: RevokeReason) {
         self.port_prompts.revoke(revoked.port);
-        let _ = self
-            .context
-            .events
-            .send(RunnerEvent::PortForwardRevoked { port: revoked.port });
+        let _ = self.context.events.send(RunnerEvent::PortForwardRevoked {
+            port: revoked.port,
+            reason,
+        });
         let capabilities = self.change_ports(|ports| {
             ports.remove(&revoked.port);
         });
         let mut payload = port_prompts::listener_fields(revoked);
         payload.insert("instanceId".into(), json!(self.context.instance_id));
-        payload.insert("reason".into(), json!("listener_changed"));
+        payload.insert("reason".into(), json!(reason.as_str()));
         let mut capabilities = capabilities;
         capabilities["revokedPorts"] = json!([revoked.port]);
         payload.insert("capabilities".into(), capabilities);
         self.context.log.log(
             "port_forward.approved_port_revoked",
-            json!({"port": revoked.port, "pid": revoked.pid, "reason": "listener_changed"}),
+            json!({"port": revoked.port, "pid": revoked.pid, "reason": reason.as_str()}),
         );
         self.context
             .outbox

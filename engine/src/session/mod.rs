@@ -7,11 +7,13 @@
 //! - [`transcript`] and [`codex_items`]: Codex's work as streaming rows
 //! - [`approvals`]: approval requests; [`message_state`]: what Kandan shows per message
 //! - [`port_prompts`]: asking the listen user about dev servers Codex starts
+//! - [`folder_check`]: whether the shared folder is still there before each turn
 pub mod approvals;
 pub mod bounded_map;
 pub mod chat_commands;
 pub mod codex_items;
 pub mod driver;
+pub mod folder_check;
 pub mod intake;
 pub mod message_queue;
 pub mod message_state;

@@ -19,6 +19,7 @@ mod event_log;
 mod floods;
 mod folders;
 mod frames;
+mod owner;
 
 use std::time::Duration;
 

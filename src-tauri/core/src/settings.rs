@@ -90,12 +90,69 @@ pub struct SettingsProblem {
     pub message: String,
 }
 
+/// Why settings were not saved, for the window: every problem by field (shown at the
+/// field), or a sentence for the form when the file could not be written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingsRejected {
+    pub message: String,
+    pub problems: Vec<SettingsProblem>,
+}
+
+impl From<InvalidSettings> for SettingsRejected {
+    fn from(invalid: InvalidSettings) -> SettingsRejected {
+        SettingsRejected {
+            message: invalid.to_string(),
+            problems: invalid.0,
+        }
+    }
+}
+
+impl From<String> for SettingsRejected {
+    fn from(message: String) -> SettingsRejected {
+        SettingsRejected {
+            message,
+            problems: Vec::new(),
+        }
+    }
+}
+
+/// The Kandan address as typed, made complete: a bare host name (`kandan.example.com`,
+/// `kandan.example.com:4000/prefix`) means https.
+pub fn complete_kandan_url(text: &str) -> String {
+    let text = text.trim();
+    if text.is_empty() || text.contains("://") {
+        text.to_owned()
+    } else {
+        format!("https://{text}")
+    }
+}
+
 /// Everything wrong with the settings (never empty).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", .0.iter().map(|problem| problem.message.as_str()).collect::<Vec<_>>().join(" "))]
 pub struct InvalidSettings(pub Vec<SettingsProblem>);
 
 impl Settings {
+    /// The settings as they are saved: the Kandan address completed, text fields trimmed,
+    /// empty optional ones unset.
+    pub fn normalized(mut self) -> Settings {
+        self.kandan_url = complete_kandan_url(&self.kandan_url);
+        self.codex_bin = self.codex_bin.trim().to_owned();
+        for value in [
+            &mut self.code_server_bin,
+            &mut self.model,
+            &mut self.reasoning_effort,
+            &mut self.listen_user,
+        ] {
+            *value = value
+                .take()
+                .map(|text| text.trim().to_owned())
+                .filter(|text| !text.is_empty());
+        }
+        self
+    }
+
     /// Checks every field and reports all problems at once, in plain sentences.
     pub fn validate(&self) -> Result<(), InvalidSettings> {
         let mut problems = Vec::new();
@@ -104,15 +161,14 @@ impl Settings {
         };
         if let Err(error) = KandanUrl::parse(self.kandan_url.trim()) {
             let why = match error {
-                KandanUrlError::Invalid(reason) => format!("it is not a URL ({reason})"),
-                KandanUrlError::Scheme => {
-                    "it must start with wss://, ws://, https:// or http://".to_owned()
-                }
+                KandanUrlError::Invalid(_) => "it is not a web address",
+                KandanUrlError::Scheme => "it must start with https:// (or wss://, http://, ws://)",
             };
             problem(
                 "kandanUrl",
                 format!(
-                    "The Kandan address \"{}\" cannot be used: {why}.",
+                    "The Kandan server \"{}\" cannot be used: {why}. Enter its host name, like \
+                     kandan.example.com.",
                     self.kandan_url
                 ),
             );
@@ -232,6 +288,13 @@ impl SharedFolder {
         }
     }
 
+    /// Whether the folder is still where it was shared: its path resolves to itself (it
+    /// was stored resolved) and is a folder. Moved, deleted, or replaced by a link to
+    /// somewhere else, it is not.
+    pub fn is_intact(&self) -> bool {
+        fs::canonicalize(&self.path).is_ok_and(|now| now == self.path && now.is_dir())
+    }
+
     /// The folder's own name, for titles ("3 more updates in my-app").
     pub fn display_name(&self) -> String {
         self.path.file_name().map_or_else(
@@ -270,26 +333,15 @@ pub enum FolderError {
     NotAFolder { path: PathBuf },
     #[error("\"{}\" is already shared.", existing.display())]
     AlreadyShared { existing: PathBuf },
+    #[error("That folder is not shared any more.")]
+    NotShared,
 }
 
 impl DesktopConfig {
     /// Shares `path`: resolved to its canonical form, refused if it is not a folder or is
     /// already shared (under any spelling or symlink).
     pub fn add_folder(&mut self, path: &Path) -> Result<&SharedFolder, FolderError> {
-        let canonical = fs::canonicalize(path).map_err(|error| FolderError::Unusable {
-            path: path.to_owned(),
-            reason: io_reason(&error),
-        })?;
-        if !canonical.is_dir() {
-            return Err(FolderError::NotAFolder { path: canonical });
-        }
-        if canonical.to_str().is_none() {
-            // It could not be written to desktop.json or shown in the window.
-            return Err(FolderError::Unusable {
-                path: canonical,
-                reason: "its name is not valid Unicode".to_owned(),
-            });
-        }
+        let canonical = usable_folder(path)?;
         if let Some(existing) = self.folders.iter().find(|folder| {
             fs::canonicalize(&folder.path).unwrap_or(folder.path.clone()) == canonical
         }) {
@@ -300,6 +352,27 @@ impl DesktopConfig {
         self.folders.push(SharedFolder::new(canonical));
         let index = self.folders.len() - 1;
         Ok(&self.folders[index])
+    }
+
+    /// Points the share `id` at `path`, where the folder is now (after "Locate…"): the
+    /// same checks as sharing it; the share keeps its ids and channel.
+    pub fn relocate(&mut self, id: &str, path: &Path) -> Result<&SharedFolder, FolderError> {
+        let canonical = usable_folder(path)?;
+        if let Some(existing) = self.folders.iter().find(|folder| {
+            folder.id != id
+                && fs::canonicalize(&folder.path).unwrap_or(folder.path.clone()) == canonical
+        }) {
+            return Err(FolderError::AlreadyShared {
+                existing: existing.path.clone(),
+            });
+        }
+        let folder = self
+            .folders
+            .iter_mut()
+            .find(|folder| folder.id == id)
+            .ok_or(FolderError::NotShared)?;
+        folder.path = canonical;
+        Ok(folder)
     }
 
     /// Stops sharing a folder; returns it if it was there.
@@ -315,6 +388,25 @@ impl DesktopConfig {
     pub fn folder_mut(&mut self, id: &str) -> Option<&mut SharedFolder> {
         self.folders.iter_mut().find(|folder| folder.id == id)
     }
+}
+
+/// `path` resolved, if it is a folder that can be shared.
+fn usable_folder(path: &Path) -> Result<PathBuf, FolderError> {
+    let canonical = fs::canonicalize(path).map_err(|error| FolderError::Unusable {
+        path: path.to_owned(),
+        reason: io_reason(&error),
+    })?;
+    if !canonical.is_dir() {
+        return Err(FolderError::NotAFolder { path: canonical });
+    }
+    if canonical.to_str().is_none() {
+        // It could not be written to desktop.json or shown in the window.
+        return Err(FolderError::Unusable {
+            path: canonical,
+            reason: "its name is not valid Unicode".to_owned(),
+        });
+    }
+    Ok(canonical)
 }
 
 fn io_reason(error: &io::Error) -> String {
@@ -662,8 +754,8 @@ mod tests {
         );
         assert_eq!(
             problems[0].message,
-            "The Kandan address \"ftp://kandan.example\" cannot be used: it must start with \
-             wss://, ws://, https:// or http://."
+            "The Kandan server \"ftp://kandan.example\" cannot be used: it must start with \
+             https:// (or wss://, http://, ws://). Enter its host name, like kandan.example.com."
         );
         assert!(
             problems[3]
@@ -684,7 +776,10 @@ mod tests {
             ..Settings::default()
         };
         let error = not_a_url.validate().unwrap_err();
-        assert!(error.to_string().contains("it is not a URL"), "{error}");
+        assert!(
+            error.to_string().contains("it is not a web address"),
+            "{error}"
+        );
         for ms in [10, 10_000] {
             let edge = Settings {
                 stream_flush_ms: ms,
@@ -767,6 +862,101 @@ mod tests {
         );
         assert_eq!(config.remove_folder(&added.id).unwrap().id, added.id);
         assert!(config.remove_folder(&added.id).is_none());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_bare_host_name_is_https_and_blank_fields_are_unset() {
+        for (typed, saved) in [
+            ("kandan.example.com", "https://kandan.example.com"),
+            (
+                "  kandan.example.com:4000/k ",
+                "https://kandan.example.com:4000/k",
+            ),
+            ("localhost:4160", "https://localhost:4160"),
+            ("ws://127.0.0.1:4160", "ws://127.0.0.1:4160"),
+            ("wss://serve.kandanai.com", "wss://serve.kandanai.com"),
+        ] {
+            let settings = Settings {
+                kandan_url: typed.into(),
+                ..Settings::default()
+            }
+            .normalized();
+            assert_eq!(settings.kandan_url, saved, "{typed}");
+            assert_eq!(settings.validate(), Ok(()), "{typed}");
+        }
+        let settings = Settings {
+            codex_bin: " /opt/codex ".into(),
+            model: Some("  ".into()),
+            listen_user: Some(" ada ".into()),
+            ..Settings::default()
+        }
+        .normalized();
+        assert_eq!(settings.codex_bin, "/opt/codex");
+        assert_eq!(settings.model, None);
+        assert_eq!(settings.listen_user.as_deref(), Some("ada"));
+        let rejected = SettingsRejected::from(
+            Settings {
+                kandan_url: "https://".into(),
+                ..Settings::default()
+            }
+            .normalized()
+            .validate()
+            .unwrap_err(),
+        );
+        assert_eq!(rejected.problems[0].field, "kandanUrl");
+        assert_eq!(
+            serde_json::to_value(&rejected).unwrap()["problems"][0]["field"],
+            "kandanUrl"
+        );
+    }
+
+    #[test]
+    fn a_moved_folder_is_noticed_and_relocated_with_its_ids() {
+        let dir = temp_dir("relocate");
+        fs::create_dir(dir.join("app")).unwrap();
+        fs::create_dir(dir.join("other")).unwrap();
+        let mut config = DesktopConfig::default();
+        let app = config.add_folder(&dir.join("app")).unwrap().clone();
+        let other = config.add_folder(&dir.join("other")).unwrap().clone();
+        assert!(app.is_intact());
+        fs::rename(dir.join("app"), dir.join("moved")).unwrap();
+        assert!(!app.is_intact(), "moved");
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(dir.join("other"), dir.join("app")).unwrap();
+            assert!(!app.is_intact(), "a link to another folder in its place");
+            fs::remove_file(dir.join("app")).unwrap();
+        }
+        fs::write(dir.join("file"), "x").unwrap();
+        assert!(matches!(
+            config.relocate(&app.id, &dir.join("file")),
+            Err(FolderError::NotAFolder { .. })
+        ));
+        assert!(matches!(
+            config.relocate(&app.id, &dir.join("other")),
+            Err(FolderError::AlreadyShared { .. })
+        ));
+        assert!(matches!(
+            config.relocate(&app.id, &dir.join("nowhere")),
+            Err(FolderError::Unusable { .. })
+        ));
+        assert_eq!(
+            config.relocate("no-such-id", &dir.join("moved")),
+            Err(FolderError::NotShared)
+        );
+        let moved = config
+            .relocate(&app.id, &dir.join("moved"))
+            .unwrap()
+            .clone();
+        assert_eq!(moved.path, fs::canonicalize(dir.join("moved")).unwrap());
+        assert_eq!(
+            (&moved.id, &moved.runner_id, &moved.channel),
+            (&app.id, &app.runner_id, &app.channel)
+        );
+        assert!(moved.is_intact());
+        // Re-locating a folder to where it already is is fine.
+        assert!(config.relocate(&other.id, &dir.join("other")).is_ok());
         fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use linzumi_desktop_core::notifications::{
-    ApprovalPrompt, DesktopNotifier, InfoThrottle, Notifier, RateLimit,
+    ApprovalPrompt, DesktopNotifier, InfoThrottle, Notifier, PromptAnswer, RateLimit,
 };
 use serde_json::Value;
 use support::Session;
@@ -48,7 +48,13 @@ fn approval_prompts_through_dunst() {
     let dunstrc = session.dir.join("dunstrc");
     std::fs::write(
         &dunstrc,
-        format!("[global]\n    dmenu = {}\n", script.display()),
+        // The rule marks each notification's urgency in its message: dunst's history
+        // does not record it.
+        format!(
+            "[global]\n    dmenu = {}\n[urgency-normal]\n    msg_urgency = normal\n    \
+             format = \"NORMAL %s\"\n",
+            script.display()
+        ),
     )
     .unwrap();
     let dir = session.dir.clone();
@@ -123,8 +129,8 @@ fn inner_approval_prompts() {
     let (answers_tx, answers) = mpsc::channel();
     let notifier = DesktopNotifier::new(
         "Linzumi",
-        Arc::new(move |folder: &str, request: &str, approve: bool| {
-            let _ = answers_tx.send((folder.to_owned(), request.to_owned(), approve));
+        Arc::new(move |folder: &str, request: &str, answer: PromptAnswer| {
+            let _ = answers_tx.send((folder.to_owned(), request.to_owned(), answer));
         }),
     );
     let prompt = |request_id: &str, command: &str| ApprovalPrompt {
@@ -143,7 +149,10 @@ fn inner_approval_prompts() {
     let answer = answers
         .recv_timeout(Duration::from_secs(10))
         .expect("on_answer is called");
-    assert_eq!(answer, ("folder-1".into(), "r1".into(), true));
+    assert_eq!(
+        answer,
+        ("folder-1".into(), "r1".into(), PromptAnswer::Approve)
+    );
     wait_displayed(0);
     let menus = std::fs::read_to_string(dir.join("menus")).unwrap();
     assert!(
@@ -164,6 +173,12 @@ fn inner_approval_prompts() {
         entry["timeout"], 0,
         "a prompt waits for its answer: {entry:?}"
     );
+    assert!(
+        entry["message"]
+            .as_str()
+            .is_some_and(|message| message.starts_with("NORMAL ")),
+        "a routine prompt, not a critical one: {entry:?}"
+    );
 
     // "Deny" too.
     choose(&dir, "Deny");
@@ -171,7 +186,16 @@ fn inner_approval_prompts() {
     wait_displayed(1);
     dunstctl(&["context"]);
     let answer = answers.recv_timeout(Duration::from_secs(10)).unwrap();
-    assert_eq!(answer, ("folder-1".into(), "r2".into(), false));
+    assert_eq!(answer, ("folder-1".into(), "r2".into(), PromptAnswer::Deny));
+    wait_displayed(0);
+
+    // A click on the body (dunst's default action) asks to show the prompt, no answer.
+    notifier.approval(&prompt("r5", "ls")).unwrap();
+    wait_displayed(1);
+    dunstctl(&["action", "0"]);
+    let answer = answers.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(answer, ("folder-1".into(), "r5".into(), PromptAnswer::Open));
+    notifier.withdraw("r5");
     wait_displayed(0);
 
     // Withdrawn (answered elsewhere): closed, and no answer comes.

@@ -192,6 +192,12 @@ impl KandanTestServer {
         self.core.tokens.revoke(token);
     }
 
+    /// Revokes every token of `user_slug`, however it was issued (OAuth included); returns
+    /// how many. Open sockets stay up, as with [`Self::revoke_token`].
+    pub fn revoke_user_tokens(&self, user_slug: &str) -> usize {
+        self.core.tokens.revoke_user(user_slug)
+    }
+
     /// Pushes to every socket joined to `topic`, each with its channel's join_ref.
     pub async fn push_to_topic(
         &self,

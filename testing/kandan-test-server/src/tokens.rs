@@ -86,6 +86,15 @@ impl TokenStore {
         lock(&self.issued).remove(token);
     }
 
+    /// Revokes every token of `user_slug` (signed out everywhere, or the account
+    /// disabled); returns how many there were.
+    pub(crate) fn revoke_user(&self, user_slug: &str) -> usize {
+        let mut issued = lock(&self.issued);
+        let before = issued.len();
+        issued.retain(|_, grant| grant.user.slug != user_slug);
+        before - issued.len()
+    }
+
     pub(crate) fn verify(&self, token: &str) -> Result<Grant, TokenError> {
         let grant = lock(&self.issued)
             .get(token)
@@ -167,6 +176,11 @@ mod tests {
         assert_ne!(token, store.issue(&user(), None), "tokens are unique");
         store.revoke(&token);
         assert_eq!(store.verify(&token), Err(TokenError::Unknown));
+        let store = TokenStore::default();
+        let (first, second) = (store.issue(&user(), None), store.issue(&user(), None));
+        assert_eq!(store.revoke_user(&user().slug), 2);
+        assert_eq!(store.verify(&first), Err(TokenError::Unknown));
+        assert_eq!(store.verify(&second), Err(TokenError::Unknown));
         let other = TokenStore::default().issue(&user(), None);
         assert_eq!(store.verify(&other), Err(TokenError::Unknown));
     }

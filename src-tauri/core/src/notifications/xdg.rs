@@ -15,13 +15,15 @@ use zbus::{MatchRule, zvariant};
 
 use super::{
     APPROVE_ACTION, AnswerCallback, ApprovalHandle, ApprovalPrompt, DENY_ACTION, NotifyError,
+    OPEN_ACTION, PromptAnswer,
 };
 
 const BUS: &str = "org.freedesktop.Notifications";
 const PATH: &str = "/org/freedesktop/Notifications";
 const INTERFACE: &str = "org.freedesktop.Notifications";
-/// The `urgency` hint: critical prompts do not time out on most servers.
-const CRITICAL: u8 = 2;
+/// The `urgency` hint: prompts are routine (normal), not critical; the never-expiring
+/// timeout keeps them up, and the tray menu lists them in case one is missed.
+const NORMAL: u8 = 1;
 /// The `expire_timeout` argument: never.
 const NEVER_EXPIRE: i32 = 0;
 
@@ -78,8 +80,16 @@ pub fn show_approval(
         .build();
     // Subscribed before Notify, so that no answer can slip past.
     let signals = MessageIterator::for_match_rule(rule, &connection, None).map_err(failed)?;
-    let hints = HashMap::from([("urgency", zvariant::Value::U8(CRITICAL))]);
-    let actions = [APPROVE_ACTION, "Approve", DENY_ACTION, "Deny"];
+    let hints = HashMap::from([("urgency", zvariant::Value::U8(NORMAL))]);
+    // The default action is a click on the body: it opens the window at the prompt.
+    let actions = [
+        OPEN_ACTION,
+        "Show in Linzumi",
+        APPROVE_ACTION,
+        "Approve",
+        DENY_ACTION,
+        "Deny",
+    ];
     let reply = connection
         .call_method(
             Some(BUS),
@@ -162,18 +172,24 @@ impl Listener {
                     let Ok((id, action)) = body.deserialize::<(u32, String)>() else {
                         continue;
                     };
-                    let approve = match action.as_str() {
-                        APPROVE_ACTION => true,
-                        DENY_ACTION => false,
-                        _ => continue, // a click on the body: keep waiting
-                    };
                     if id != self.id {
                         continue;
                     }
+                    let answer = match action.as_str() {
+                        APPROVE_ACTION => PromptAnswer::Approve,
+                        DENY_ACTION => PromptAnswer::Deny,
+                        OPEN_ACTION => {
+                            // Shown in the window; the prompt stays to be answered there
+                            // (most servers close the notification on a click anyway).
+                            (self.on_answer)(&self.folder_id, &self.request_id, PromptAnswer::Open);
+                            continue;
+                        }
+                        _ => continue,
+                    };
                     // Some servers keep a notification after an action: take it down.
                     close(&self.connection, self.id);
                     if self.shown.forget(&self.request_id, self.id) {
-                        (self.on_answer)(&self.folder_id, &self.request_id, approve);
+                        (self.on_answer)(&self.folder_id, &self.request_id, answer);
                     }
                     break;
                 }
