@@ -10,6 +10,8 @@
 //! - [`snapshot`]: the one value the UI renders.
 //! - [`notifications`]: native notifications (approval prompts with buttons, rate-limited
 //!   updates).
+//! - [`update_state`]: what the window and the tray say about app updates, and when to
+//!   look for one.
 pub mod activity;
 pub mod folder_state;
 pub mod links;
@@ -17,3 +19,4 @@ pub mod notifications;
 pub mod settings;
 pub mod snapshot;
 pub mod token_store;
+pub mod update_state;
