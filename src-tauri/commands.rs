@@ -71,8 +71,14 @@ pub async fn sign_out(desktop: App<'_>) -> Result<(), String> {
 }
 
 #[tauri::command]
-pub async fn save_settings(desktop: App<'_>, settings: Settings) -> Result<Settings, String> {
-    desktop.save_settings(settings).await
+pub async fn save_settings(
+    app: AppHandle<Wry>,
+    desktop: App<'_>,
+    settings: Settings,
+) -> Result<Settings, String> {
+    let saved = desktop.save_settings(settings).await?;
+    crate::updates::set_enabled(&app, saved.check_for_updates);
+    Ok(saved)
 }
 
 #[tauri::command]

@@ -225,6 +225,7 @@ impl<R: Runtime> Desktop<R> {
             state: snapshot.tray_state,
             signed_in: snapshot.account.signed_in,
             autostart: snapshot.autostart,
+            update: crate::updates::tray_label(&self.app),
             folders: {
                 let config = lock(&self.config);
                 let statuses = lock(&self.statuses);

@@ -9,10 +9,13 @@ mod desktop;
 mod folders;
 mod tray;
 mod tray_host;
+mod updates;
 
 use tauri::Manager;
 
 fn main() {
+    let mut context = tauri::generate_context!();
+    updates::test_feed(&mut context);
     let result = tauri::Builder::default()
         // First: a second launch (e.g. the browser opening a linzumi:// link) hands its
         // arguments to this process and exits; the deep-link plugin turns them into URLs.
@@ -27,6 +30,7 @@ fn main() {
         ))
         .plugin(tauri_plugin_dialog::init())
         .plugin(tauri_plugin_shell::init())
+        .plugin(updates::plugin())
         .invoke_handler(tauri::generate_handler![
             commands::get_snapshot,
             commands::share_folder,
@@ -40,6 +44,9 @@ fn main() {
             commands::open_in_kandan,
             commands::open_preview,
             commands::open_editor,
+            updates::get_update_state,
+            updates::install_update,
+            updates::open_release_page,
         ])
         .setup(|app| {
             let config_path = std::env::var_os("LINZUMI_DESKTOP_CONFIG")
@@ -55,6 +62,7 @@ fn main() {
                 signed_in: false,
                 autostart: false,
                 folders: Vec::new(),
+                update: None,
             };
             tray::install(app.handle(), &model, on_menu)?;
             #[cfg(any(target_os = "linux", windows))]
@@ -87,13 +95,19 @@ fn main() {
                 show_window(app.handle());
             }
             desktop.publish();
+            let republish = desktop.clone();
+            updates::start(
+                app.handle(),
+                desktop.snapshot().settings.check_for_updates,
+                move || republish.publish(),
+            );
             #[cfg(unix)]
             end_on_signals(app.handle().clone());
             let resume = desktop.clone();
             tauri::async_runtime::spawn(async move { resume.resume().await });
             Ok(())
         })
-        .build(tauri::generate_context!());
+        .build(context);
     let app = match result {
         Ok(app) => app,
         Err(error) => {
@@ -125,6 +139,7 @@ fn on_menu(app: &tauri::AppHandle, action: tray::MenuAction) {
     let desktop = desktop.inner().clone();
     match action {
         MenuAction::Quit => app.exit(0),
+        MenuAction::Update => updates::on_tray_click(app),
         MenuAction::OpenWindow
         | MenuAction::Share
         | MenuAction::Folder {

@@ -16,6 +16,8 @@ pub struct TrayModel {
     pub signed_in: bool,
     pub autostart: bool,
     pub folders: Vec<TrayFolder>,
+    /// "Update available: Linzumi 0.2.0", when there is one (see updates.rs).
+    pub update: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +36,7 @@ pub enum MenuAction {
     SignIn,
     SignOut,
     Quit,
+    Update,
     Folder { id: String, action: FolderAction },
 }
 
@@ -70,6 +73,7 @@ impl MenuAction {
             MenuAction::SignIn => "sign-in".into(),
             MenuAction::SignOut => "sign-out".into(),
             MenuAction::Quit => "quit".into(),
+            MenuAction::Update => "update".into(),
             MenuAction::Folder { id, action } => format!("folder:{id}:{}", action.key()),
         }
     }
@@ -82,6 +86,7 @@ impl MenuAction {
             "sign-in" => MenuAction::SignIn,
             "sign-out" => MenuAction::SignOut,
             "quit" => MenuAction::Quit,
+            "update" => MenuAction::Update,
             _ => {
                 let rest = id.strip_prefix("folder:")?;
                 let (folder, key) = rest.rsplit_once(':')?;
@@ -134,6 +139,10 @@ fn menu<R: Runtime>(app: &AppHandle<R>, model: &TrayModel) -> tauri::Result<Menu
         MenuItem::with_id(app, action.id(), text, true, None::<&str>)
     };
     let menu = Menu::new(app)?;
+    if let Some(update) = &model.update {
+        menu.append(&item(MenuAction::Update, update)?)?;
+        menu.append(&PredefinedMenuItem::separator(app)?)?;
+    }
     menu.append(&item(MenuAction::Share, "Share folder with Kandan…")?)?;
     if !model.folders.is_empty() {
         menu.append(&PredefinedMenuItem::separator(app)?)?;
@@ -213,6 +222,7 @@ mod tests {
             MenuAction::SignIn,
             MenuAction::SignOut,
             MenuAction::Quit,
+            MenuAction::Update,
             MenuAction::Folder {
                 id: "5f0c-1".into(),
                 action: FolderAction::StopSharing,

@@ -361,7 +361,8 @@ mod tests {
                 "allowedRoots": [],
                 "forwardPorts": [],
                 "streamFlushMs": 150,
-                "startAtLogin": false
+                "startAtLogin": false,
+                "checkForUpdates": true
             },
             "autostart": true,
             "notice": null
