@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by scripts/setup.sh and scripts/setup-tests.sh (sourced, not run).
 
 log() { printf '==> %s\n' "$*"; }

@@ -16,8 +16,9 @@ TEST_PACKAGES=(
   # an XEmbed tray, WebKit's WebDriver, the Secret Service, and X tools for screenshots.
   xvfb xauth dbus-x11 dbus-user-session dunst libnotify-bin webkit2gtk-driver trayer
   xdotool x11-utils imagemagick fonts-dejavu-core at-spi2-core gnome-keyring desktop-file-utils
-  # The .rpm check (scripts/check-rpm.sh) and actionlint's Python environment.
-  rpm rpm2cpio cpio python3-venv
+  # The .rpm check (scripts/check-rpm.sh); actionlint's Python environment, and
+  # shellcheck, with which actionlint also checks the workflows' shell steps.
+  rpm rpm2cpio cpio python3-venv shellcheck
 )
 apt_install "${TEST_PACKAGES[@]}"
 
