@@ -126,6 +126,31 @@ async fn a_newer_release_is_announced_and_replaces_the_appimage_on_click() -> Te
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_feed_the_release_workflow_publishes_is_read_and_installed() {
+    let feed = ReleaseFeed::start(Offer::Published)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let folder = tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let appimage = folder.join("Linzumi.AppImage");
+    std::fs::write(&appimage, "#!/bin/sh\necho 'Linzumi 0.1.0'\n").unwrap_or_default();
+    let h = harness(&feed, InstallKind::InApp, Some(&appimage));
+    let checked = h.updates.check().await;
+    assert!(checked.is_ok(), "{checked:?}");
+    assert!(
+        matches!(&h.updates.state(), UpdateState::Available { version, .. } if version == "0.2.0"),
+        "{:?}",
+        h.updates.state()
+    );
+    let installed = h.updates.install().await;
+    assert!(installed.is_ok(), "{installed:?}");
+    assert_eq!(
+        std::fs::read_to_string(&appimage).unwrap_or_default(),
+        NEWER_APPIMAGE
+    );
+    let _ = std::fs::remove_dir_all(folder);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_package_managed_copy_is_told_to_use_its_package_manager() -> TestResult {
     let feed = ReleaseFeed::start(Offer::Newer).await?;
     let h = harness(&feed, InstallKind::PackageManager, None);

@@ -58,6 +58,43 @@ pub enum Offer {
     OlderAsNewer,
     /// The connection is closed before any answer, as when the server is down.
     Unreachable,
+    /// [`NEWER`] as the release workflow publishes it: `latest.json` written by
+    /// `scripts/update_feed.py` from a folder holding the bundle and its `.sig`.
+    Published,
+}
+
+/// [`NEWER`]'s archive under the name of a release bundle, for [`Offer::Published`].
+const PUBLISHED_BUNDLE: &str = "Linzumi_0.2.0_amd64.AppImage";
+
+/// The feed `scripts/update_feed.py` writes for [`NEWER`], downloads served from `addr`.
+async fn published(addr: SocketAddr) -> std::io::Result<String> {
+    let folder = std::env::temp_dir().join(format!(
+        "release-feed-{}-{}",
+        std::process::id(),
+        addr.port()
+    ));
+    std::fs::create_dir_all(&folder)?;
+    std::fs::write(folder.join(PUBLISHED_BUNDLE), NEWER.archive)?;
+    std::fs::write(
+        folder.join(format!("{PUBLISHED_BUNDLE}.sig")),
+        NEWER.signature,
+    )?;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/update_feed.py");
+    let output = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(&folder)
+        .arg(NEWER.version)
+        .arg(format!("http://{addr}"))
+        .output()
+        .await;
+    std::fs::remove_dir_all(&folder)?;
+    let output = output?;
+    if !output.status.success() {
+        return Err(std::io::Error::other(
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        ));
+    }
+    String::from_utf8(output.stdout).map_err(std::io::Error::other)
 }
 
 /// The running feed; it stops when dropped.
@@ -169,10 +206,11 @@ async fn answer(
                 Offer::BadSignature => feed(addr, NEWER.version, NEWER, OLDER),
                 Offer::Downgrade => feed(addr, OLDER.version, OLDER, OLDER),
                 Offer::OlderAsNewer | Offer::Unreachable => feed(addr, "0.3.0", OLDER, OLDER),
+                Offer::Published => published(addr).await?,
             };
             ("200 OK", "application/json", document.into_bytes())
         }
-        path if path == format!("/{}", NEWER.file) => {
+        path if path == format!("/{}", NEWER.file) || path == format!("/{PUBLISHED_BUNDLE}") => {
             ("200 OK", "application/octet-stream", NEWER.archive.to_vec())
         }
         path if path == format!("/{}", OLDER.file) => {
