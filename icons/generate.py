@@ -80,9 +80,9 @@ def write(name, size, colour):
 
 
 if __name__ == "__main__":
-    write("32x32.png", 32, BRAND)
-    write("128x128.png", 128, BRAND)
-    write("128x128@2x.png", 256, BRAND)
+    # Every hicolor size the Linux packages install (menus, docks and the tray pick one).
+    for size in (16, 24, 32, 48, 64, 128, 256):
+        write(f"{size}x{size}.png", size, BRAND)
     write("icon.png", 512, BRAND)
     for name, colour in STATES.items():
         write(f"{name}.png", 64, colour)

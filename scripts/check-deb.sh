@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Linux .deb of Linzumi Desktop (debug profile: it reuses the test build's
-# artefacts; release bundles come from `tauri build --bundles deb,rpm`) and checks that it
-# installs the app, its icons and a desktop entry that handles linzumi:// links.
+# artefacts; release bundles come from scripts/release-bundle.sh) and checks that it
+# installs the app, a desktop entry that handles linzumi:// links, its icons and licence.
 # Installing uses dpkg with a scratch --root, so this machine's packages are untouched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,11 +22,4 @@ touch "$root/var/lib/dpkg/status"
 dpkg --root="$root" --force-depends --force-not-root --log=/dev/null -i "$deb" >/dev/null 2>&1 \
   || fail "dpkg could not install it"
 
-entry="$root/usr/share/applications/Linzumi.desktop"
-[[ -x "$root/usr/bin/linzumi-desktop" ]] || fail "no /usr/bin/linzumi-desktop"
-[[ -f "$entry" ]] || fail "no desktop entry"
-grep -qx 'MimeType=x-scheme-handler/linzumi' "$entry" || fail "the desktop entry does not handle linzumi://"
-grep -q '^Exec=linzumi-desktop.*%u' "$entry" || fail "the desktop entry does not pass the link to the app"
-[[ -f "$root/usr/share/icons/hicolor/128x128/apps/linzumi-desktop.png" ]] || fail "no icon"
-if command -v desktop-file-validate >/dev/null; then desktop-file-validate "$entry"; fi
-echo "check-deb: ok — installs /usr/bin/linzumi-desktop and $(basename "$entry") with MimeType=x-scheme-handler/linzumi"
+./scripts/check-linux-files.sh "$root" /usr/share/doc/linzumi/copyright check-deb

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs what Linzumi needs to build, run and test on Debian or Ubuntu: the system
+# Installs what building and running Linzumi needs on Debian or Ubuntu: the system
 # packages (Tauri's webkit2gtk stack and friends) and the pinned Node tools (the Codex
-# CLI, the phoenix.js conformance client). Safe to run again; it only installs what is
-# missing. Needs root or sudo for apt, and a Rust toolchain (cargo) already on PATH.
+# CLI, the Tauri CLI, code-server for the editor). `scripts/run.sh` (the demo) needs
+# nothing more; `scripts/setup-tests.sh` adds what only the tests need. Safe to run again;
+# it only installs what is missing. Needs root or sudo for apt, and cargo on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,39 +14,14 @@ APT_PACKAGES=(
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev
   libsoup-3.0-dev libssl-dev libxdo-dev libdbus-1-dev
   nodejs npm
-  # Tests: the Codex TUI runs in tmux; the demo page in headless Chromium.
-  tmux chromium curl
   # code-server (tools/code-server) builds kerberos and searches with ripgrep.
   libkrb5-dev ripgrep python3
-  # The desktop app's tests: a virtual display and session bus, a notification daemon,
-  # an XEmbed tray, WebKit's WebDriver, the Secret Service, and X tools for screenshots.
-  xvfb xauth dbus-x11 dbus-user-session dunst libnotify-bin webkit2gtk-driver trayer
-  xdotool x11-utils imagemagick fonts-dejavu-core at-spi2-core gnome-keyring desktop-file-utils
 )
 
-log() { printf '==> %s\n' "$*"; }
+# shellcheck source=scripts/setup-lib.sh
+source scripts/setup-lib.sh
 
-missing=()
-for package in "${APT_PACKAGES[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$package")
-  fi
-done
-# A Node.js from elsewhere (nvm, NodeSource) is fine; do not fight it with Debian's.
-if command -v node >/dev/null && command -v npm >/dev/null; then
-  filtered=()
-  for package in "${missing[@]}"; do
-    [[ "$package" == nodejs || "$package" == npm ]] || filtered+=("$package")
-  done
-  missing=("${filtered[@]}")
-fi
-if ((${#missing[@]})); then
-  log "installing system packages: ${missing[*]}"
-  SUDO=""
-  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
-  $SUDO apt-get update -q
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+apt_install "${APT_PACKAGES[@]}"
 
 if ! command -v cargo >/dev/null; then
   echo "cargo is not on PATH: install Rust with rustup (https://rustup.rs), then run this again." >&2
@@ -85,39 +61,8 @@ install_code_server() {
     npm ci --no-audit --no-fund --loglevel=error)
 }
 
-# Install from the lock file only when it changed since the last install. `npm install
-# --no-save` keeps the lock's versions and integrity hashes like `npm ci`, but accepts a
-# lock without other platforms' optional packages (the Tauri CLI's darwin/win32 builds),
-# which registry mirrors that carry only this platform's packages cannot resolve.
-npm_install() {
-  local dir=$1
-  if [[ ! -f "$dir/node_modules/.package-lock.json" || "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]]; then
-    log "installing Node packages in $dir"
-    (cd "$dir" && npm install --no-save --no-audit --no-fund --loglevel=error)
-  fi
-}
 npm_install tools
 install_code_server
-npm_install testing/dev-server
-for dir in tests/conformance/*/ tests/browser/; do
-  if [[ -f "$dir/package-lock.json" ]]; then npm_install "${dir%/}"; fi
-done
-
-# Fuzzing (scripts/fuzz.sh): a nightly toolchain and cargo-fuzz.
-if ! cargo +nightly --version >/dev/null 2>&1; then
-  log "installing the nightly toolchain (fuzzing)"
-  rustup toolchain install nightly --profile minimal
-fi
-if ! cargo fuzz --version >/dev/null 2>&1; then
-  log "installing cargo-fuzz"
-  cargo install cargo-fuzz --locked
-fi
-
-# tauri-driver: the WebDriver bridge of the desktop end-to-end test (to WebKitWebDriver).
-if ! command -v tauri-driver >/dev/null; then
-  log "installing tauri-driver (about a minute and a half)"
-  cargo install tauri-driver --version 2.1.0 --locked
-fi
 
 log "codex: $(tools/node_modules/.bin/codex --version)"
 log "code-server: $(tools/code-server/node_modules/.bin/code-server --version | head -1)"

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Sets up a fresh Debian/Ubuntu machine and runs every check the project has: format,
-# lints, the desktop build, and all tests (unit, integration against the Kandan test
+# Sets up a fresh Debian/Ubuntu machine and runs every check the project has: the
+# workflows (actionlint), format, lints, the desktop build, and all tests (unit, integration against the Kandan test
 # server and the real codex, the phoenix.js conformance suite). Stops at, and exits
 # non-zero on, the first failure. CI runs exactly this (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./scripts/setup.sh
+./scripts/setup-tests.sh
 
 log() { printf '\n==> %s\n' "$*"; }
+
+log "workflows (actionlint)"
+target/tools/actionlint/bin/actionlint -color .github/workflows/*.yml
 
 log "format"
 cargo fmt --all -- --check
@@ -26,8 +29,11 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 
-log "desktop .deb: builds, installs the app and the linzumi:// handler"
+log "desktop .deb and .rpm: build, install the app, the linzumi:// handler, icons and licence"
 ./scripts/check-deb.sh
+./scripts/check-rpm.sh
+log "AppImage: built and checked where its tools can be downloaded, else skipped with the reason"
+./scripts/check-appimage.sh
 
 log "fuzzing (10 s per target; scripts/fuzz.sh long for the on-demand run)"
 ./scripts/fuzz.sh short 10

@@ -117,9 +117,12 @@ pub fn dismiss_notice(desktop: App<'_>, id: u64) {
 #[tauri::command]
 pub async fn save_settings(
     desktop: App<'_>,
+    app: AppHandle<Wry>,
     settings: Settings,
 ) -> Result<Settings, SettingsRejected> {
-    desktop.save_settings(settings).await
+    let saved = desktop.save_settings(settings).await?;
+    crate::updates::set_enabled(&app, saved.check_for_updates);
+    Ok(saved)
 }
 
 #[tauri::command]

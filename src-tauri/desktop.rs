@@ -325,10 +325,23 @@ impl<R: Runtime> Desktop<R> {
         };
         let input = self.snapshot_input(&config, &statuses, &activity, &account, &preview_url);
         let snapshot = build_snapshot(&input);
+        let mut entries = tray_menu::menu(&tray_input(&input));
+        if let Some(update) = crate::updates::tray_label(&self.app) {
+            entries.splice(
+                0..0,
+                [
+                    tray_menu::MenuEntry::Item {
+                        action: tray_menu::MenuAction::Update,
+                        text: update,
+                    },
+                    tray_menu::MenuEntry::Separator,
+                ],
+            );
+        }
         let model = TrayModel {
             state: snapshot.tray_state,
             status: snapshot.status_line.clone(),
-            entries: tray_menu::menu(&tray_input(&input)),
+            entries,
         };
         (snapshot, model)
     }

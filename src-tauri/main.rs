@@ -10,11 +10,14 @@ mod folders;
 mod menu_actions;
 mod tray;
 mod tray_host;
+mod updates;
 
 use desktop::show_window;
 use tauri::Manager;
 
 fn main() {
+    let mut context = tauri::generate_context!();
+    updates::test_feed(&mut context);
     let result = tauri::Builder::default()
         // First: a second launch (e.g. the browser opening a linzumi:// link) hands its
         // arguments to this process and exits; the deep-link plugin turns them into URLs.
@@ -29,6 +32,7 @@ fn main() {
         ))
         .plugin(tauri_plugin_dialog::init())
         .plugin(tauri_plugin_shell::init())
+        .plugin(updates::plugin())
         .invoke_handler(tauri::generate_handler![
             commands::get_snapshot,
             commands::share_folder,
@@ -46,6 +50,9 @@ fn main() {
             commands::open_in_kandan,
             commands::open_preview,
             commands::open_editor,
+            updates::get_update_state,
+            updates::install_update,
+            updates::open_release_page,
         ])
         .setup(|app| {
             let config_path = std::env::var_os("LINZUMI_DESKTOP_CONFIG")
@@ -87,6 +94,12 @@ fn main() {
                 show_window(app.handle());
             }
             desktop.publish();
+            let republish = desktop.clone();
+            updates::start(
+                app.handle(),
+                desktop.snapshot().settings.check_for_updates,
+                move || republish.publish(),
+            );
             #[cfg(unix)]
             end_on_signals(app.handle().clone());
             let resume = desktop.clone();
@@ -94,7 +107,7 @@ fn main() {
             desktop.watch_folders();
             Ok(())
         })
-        .build(tauri::generate_context!());
+        .build(context);
     let app = match result {
         Ok(app) => app,
         Err(error) => {

@@ -19,6 +19,7 @@ pub fn on_menu(app: &AppHandle<Wry>, action: MenuAction) {
     let app = app.clone();
     match action {
         MenuAction::Quit => app.exit(0),
+        MenuAction::Update => crate::updates::on_tray_click(&app),
         MenuAction::OpenWindow => show_window(&app),
         MenuAction::ToggleAutostart => {
             let enabled = !desktop.snapshot().autostart;
@@ -74,6 +75,7 @@ async fn run(app: &AppHandle<Wry>, desktop: &Arc<Desktop<Wry>>, action: MenuActi
         }
         MenuAction::Folder { id, action } => folder_action(app, desktop, &id, action).await,
         MenuAction::Quit
+        | MenuAction::Update
         | MenuAction::OpenWindow
         | MenuAction::ToggleAutostart
         | MenuAction::ShowPrompt { .. } => Ok(()),

@@ -867,6 +867,7 @@ const fields = {
   approvalPolicy: $("#s-approvalPolicy"),
   sandbox: $("#s-sandbox"),
   fast: $("#s-fast"),
+  checkForUpdates: $("#s-checkForUpdates"),
   allowedRoots: $("#s-allowedRoots"),
   forwardPorts: $("#s-forwardPorts"),
   streamFlushMs: $("#s-streamFlushMs"),
@@ -899,6 +900,9 @@ function fillSettings(settings, { force = false } = {}) {
     if (input.value !== value) input.value = value;
   }
   if (force || fields.fast !== document.activeElement) fields.fast.checked = !!settings.fast;
+  if (force || fields.checkForUpdates !== document.activeElement) {
+    fields.checkForUpdates.checked = settings.checkForUpdates !== false;
+  }
 }
 
 /** Shows each problem under its field ({field, message}); none clears them all. */
@@ -952,6 +956,7 @@ function readSettings() {
       approvalPolicy: optional("approvalPolicy"),
       sandbox: optional("sandbox"),
       fast: fields.fast.checked,
+      checkForUpdates: fields.checkForUpdates.checked,
       allowedRoots: fields.allowedRoots.value.split(/[\n,]/).map((root) => root.trim()).filter(Boolean),
       forwardPorts: ports,
       streamFlushMs: flush == null ? base.streamFlushMs ?? null : flush,

@@ -7,6 +7,7 @@ mod help;
 mod session;
 mod settings;
 mod sign_in;
+mod update_notice;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&cli);
+    let notice = update_notice::UpdateNotice::from_env().filter(|_| !launches_tui(&cli));
     // One thread: the runner is all I/O, and a small footprint matters for a
     // process that idles in the background.
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -46,7 +48,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let runner = matches!(
+        cli.command,
+        Some(Command::Connect(_) | Command::Start(_) | Command::Demo(_))
+    );
     let outcome = runtime.block_on(async {
+        // A runner runs for long: its notice comes whenever the feed answers.
+        let notice = match notice {
+            Some(notice) if runner => {
+                tokio::spawn(print_notice(notice));
+                None
+            }
+            other => other,
+        };
         match cli.command {
             None => {
                 println!("{}\n\n{}", help::ABOUT, help::GUIDE);
@@ -54,6 +68,9 @@ fn main() -> ExitCode {
             }
             Some(Command::Version) => {
                 println!("linzumi {}", env!("CARGO_PKG_VERSION"));
+                if let Some(notice) = notice {
+                    print_notice(notice).await;
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Some(Command::Guide) => {
@@ -79,15 +96,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// Warnings and the runner's own lines on stderr; `RUST_LOG` for more. Nothing while
-/// the Codex TUI owns the terminal.
-fn init_logging(cli: &Cli) {
-    let tui = matches!(
+async fn print_notice(notice: update_notice::UpdateNotice) {
+    if let Some(line) = notice.check().await {
+        eprintln!("{line}");
+    }
+}
+
+/// Whether the Codex TUI will own the terminal.
+fn launches_tui(cli: &Cli) -> bool {
+    matches!(
         &cli.command,
         Some(Command::Connect(args)) if args.runner.launch_tui
     ) || matches!(&cli.command, Some(Command::Start(args)) if args.runner.launch_tui)
-        || matches!(&cli.command, Some(Command::Demo(args)) if args.runner.launch_tui);
-    let default = if tui { "off" } else { "warn" };
+        || matches!(&cli.command, Some(Command::Demo(args)) if args.runner.launch_tui)
+}
+
+/// Warnings and the runner's own lines on stderr; `RUST_LOG` for more. Nothing while
+/// the Codex TUI owns the terminal.
+fn init_logging(cli: &Cli) {
+    let default = if launches_tui(cli) { "off" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // Libraries log request lines and headers at trace level: every line is masked.

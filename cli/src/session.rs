@@ -12,12 +12,18 @@ use tokio::process::{Child, Command};
 /// SIGINT/SIGTERM/SIGHUP handlers, installed before anything is started so that a
 /// signal that arrives while Codex and the chat session are still starting stops them
 /// cleanly instead of killing the process with children left behind. SIGHUP is the
-/// terminal window closing.
+/// terminal window closing. Windows has console control events instead: Ctrl-C,
+/// Ctrl-Break, and CTRL_CLOSE_EVENT for the console window closing (after which Windows
+/// allows the process about five seconds).
 pub struct Shutdown {
     #[cfg(unix)]
     terminate: Option<tokio::signal::unix::Signal>,
     #[cfg(unix)]
     hangup: Option<tokio::signal::unix::Signal>,
+    #[cfg(windows)]
+    ctrl_break: Option<tokio::signal::windows::CtrlBreak>,
+    #[cfg(windows)]
+    ctrl_close: Option<tokio::signal::windows::CtrlClose>,
 }
 
 impl Shutdown {
@@ -30,7 +36,15 @@ impl Shutdown {
                 hangup: signal(SignalKind::hangup()).ok(),
             }
         }
-        #[cfg(not(unix))]
+        #[cfg(windows)]
+        {
+            use tokio::signal::windows::{ctrl_break, ctrl_close};
+            Shutdown {
+                ctrl_break: ctrl_break().ok(),
+                ctrl_close: ctrl_close().ok(),
+            }
+        }
+        #[cfg(not(any(unix, windows)))]
         Shutdown {}
     }
 
@@ -42,6 +56,16 @@ impl Shutdown {
                 _ = tokio::signal::ctrl_c() => "Ctrl-C".into(),
                 _ = terminate.recv() => "SIGTERM".into(),
                 _ = hangup.recv() => "SIGHUP (the terminal closed)".into(),
+            };
+        }
+        #[cfg(windows)]
+        if let (Some(ctrl_break), Some(ctrl_close)) =
+            (self.ctrl_break.as_mut(), self.ctrl_close.as_mut())
+        {
+            return tokio::select! {
+                _ = tokio::signal::ctrl_c() => "Ctrl-C".into(),
+                _ = ctrl_break.recv() => "Ctrl-Break".into(),
+                _ = ctrl_close.recv() => "the console window closed".into(),
             };
         }
         let _ = tokio::signal::ctrl_c().await;

@@ -64,7 +64,7 @@ fn the_demo_page_drives_codex_in_headless_chromium() {
     let refused = Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", bare])
         .output()
-        .expect("curl is installed by scripts/setup.sh");
+        .expect("curl is installed by scripts/setup-tests.sh");
     assert_eq!(String::from_utf8_lossy(&refused.stdout), "401");
 
     let browser_tests = workspace().join("tests/browser");

@@ -21,7 +21,7 @@ impl Tmux {
             .args(["-L", &self.socket])
             .args(args)
             .output()
-            .expect("tmux is installed by scripts/setup.sh");
+            .expect("tmux is installed by scripts/setup-tests.sh");
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 

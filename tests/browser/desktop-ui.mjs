@@ -383,6 +383,40 @@ try {
     assert(JSON.stringify(call.args) === '{"enabled":true}', `set_autostart: ${JSON.stringify(call.args)}`);
   });
 
+  await step("Look for updates is on by default and saves as checkForUpdates", async () => {
+    await page.getByRole("tab", { name: "Settings" }).click();
+    const box = page.locator("#s-checkForUpdates");
+    assert(await box.isChecked(), "Look for updates starts off");
+    await box.uncheck();
+    await page.getByRole("button", { name: "Save settings" }).click();
+    await page.locator("#settings-status").filter({ hasText: "Saved" }).waitFor({ timeout });
+    assert((await lastCall("save_settings")).args.settings.checkForUpdates === false, "the unticked box was not saved");
+  });
+
+  await step("an update shows in a banner: Install where it can, the package manager where not", async () => {
+    const offer = {
+      state: "available", version: "0.2.0", current: "0.1.0", notes: null, install: "inApp",
+      releaseUrl: "https://github.com/linzumi/linzumi-desktop/releases/tag/v0.2.0", text: "Update available: Linzumi 0.2.0.",
+    };
+    await page.evaluate((o) => window.__test.emit("update", o), offer);
+    const banner = page.locator('#update [data-update="available"]');
+    await banner.waitFor({ timeout });
+    assert((await text(banner)).includes("Update available: Linzumi 0.2.0"), `banner says "${await text(banner)}"`);
+    await shoot("desktop-update-available.png");
+    await banner.getByRole("button", { name: "Install" }).click();
+    assert((await page.evaluate(() => window.__test.callsOf("install_update").length)) === 1, "Install did not invoke install_update");
+    const viaPackages = "Update available: Linzumi 0.2.0. Update it with your package manager (apt or dnf), or download it from the release page.";
+    await page.evaluate(([o, text]) => window.__test.emit("update", { ...o, install: "packageManager", text }), [offer, viaPackages]);
+    await banner.filter({ hasText: "package manager" }).waitFor({ timeout });
+    assert((await banner.getByRole("button", { name: "Install" }).count()) === 0, "a .deb copy offers Install");
+    await banner.getByRole("button", { name: "Release page" }).click();
+    assert((await page.evaluate(() => window.__test.callsOf("open_release_page").length)) === 1, "Release page did not invoke open_release_page");
+    await shoot("desktop-update-package-manager.png");
+    const refused = "The update feed offers Linzumi 0.0.9, older than this 0.1.0; it was refused.";
+    await page.evaluate((message) => window.__test.emit("update", { state: "refused", message, text: message }), refused);
+    await page.locator('#update [data-update="refused"]').filter({ hasText: refused }).waitFor({ timeout });
+  });
+
   assert(problems.length === 0, `the page reported problems:\n  ${problems.join("\n  ")}`);
   console.log(steps.join("\n"));
   console.log(`desktop UI: all checks passed; screenshots in ${artifacts}`);

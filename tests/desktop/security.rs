@@ -48,7 +48,7 @@ fn dev_server_command(port: u16) -> String {
     let dir = workspace_root().join("testing/dev-server");
     assert!(
         dir.join("node_modules/ws").exists(),
-        "testing/dev-server has no node_modules: run scripts/setup.sh"
+        "testing/dev-server has no node_modules: run scripts/setup-tests.sh"
     );
     format!("node '{}' --port {port}", dir.join("server.mjs").display())
 }

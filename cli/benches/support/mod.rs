@@ -138,7 +138,7 @@ pub fn with_fake_codex(mut args: Vec<String>, codex: &FakeCodex) -> Vec<String> 
 }
 
 /// Runs `npm ci` in `dir` (relative to the workspace) unless `installed` (relative to it)
-/// is already there; scripts/setup.sh normally has done it.
+/// is already there; scripts/setup-tests.sh normally has done it.
 pub fn npm_ci(dir: &str, installed: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("..")

@@ -15,6 +15,8 @@
 //! - [`tray_menu`]: the tray menu as data.
 //! - [`notifications`]: native notifications (approval prompts with buttons, rate-limited
 //!   updates).
+//! - [`update_state`]: what the window and the tray say about app updates, and when to
+//!   look for one.
 pub mod account;
 pub mod activity;
 pub mod folder_state;
@@ -27,3 +29,4 @@ pub mod settings;
 pub mod snapshot;
 pub mod token_store;
 pub mod tray_menu;
+pub mod update_state;

@@ -59,6 +59,8 @@ pub struct Settings {
     pub forward_ports: Vec<u16>,
     pub stream_flush_ms: u64,
     pub start_at_login: bool,
+    /// Look for a new Linzumi release at start and daily (the update feed).
+    pub check_for_updates: bool,
 }
 
 impl Default for Settings {
@@ -77,6 +79,7 @@ impl Default for Settings {
             forward_ports: Vec::new(),
             stream_flush_ms: DEFAULT_STREAM_FLUSH_MS,
             start_at_login: false,
+            check_for_updates: true,
         }
     }
 }
@@ -609,6 +612,14 @@ mod tests {
         assert_eq!(settings.stream_flush_ms, 150);
         assert!(!settings.fast && !settings.start_at_login);
         assert_eq!(settings.validate(), Ok(()));
+    }
+
+    #[test]
+    fn settings_saved_before_the_update_setting_look_for_updates() {
+        let settings: Settings =
+            serde_json::from_str(r#"{"kandanUrl": "wss://serve.kandanai.com", "fast": true}"#)
+                .unwrap();
+        assert!(settings.check_for_updates && settings.fast);
     }
 
     #[test]

@@ -461,7 +461,8 @@ mod tests {
                 "allowedRoots": [],
                 "forwardPorts": [],
                 "streamFlushMs": 150,
-                "startAtLogin": false
+                "startAtLogin": false,
+                "checkForUpdates": true
             },
             "autostart": true,
             "notices": [{"id": 1, "level": "info", "text": "Signed in to Kandan as ada.",

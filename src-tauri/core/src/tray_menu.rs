@@ -42,6 +42,8 @@ pub enum MenuAction {
     CancelSignIn,
     SignOut,
     Quit,
+    /// The "Update available" entry (the shell's updates module acts on it).
+    Update,
     Folder {
         id: String,
         action: FolderAction,
@@ -112,6 +114,7 @@ impl MenuAction {
             MenuAction::CancelSignIn => "cancel-sign-in".into(),
             MenuAction::SignOut => "sign-out".into(),
             MenuAction::Quit => "quit".into(),
+            MenuAction::Update => "update".into(),
             MenuAction::Folder { id, action } => format!("folder:{}:{}", escape(id), action.key()),
             MenuAction::Answer {
                 folder,
@@ -139,6 +142,7 @@ impl MenuAction {
             ["cancel-sign-in"] => MenuAction::CancelSignIn,
             ["sign-out"] => MenuAction::SignOut,
             ["quit"] => MenuAction::Quit,
+            ["update"] => MenuAction::Update,
             ["folder", folder, key] => MenuAction::Folder {
                 id: unescape(folder),
                 action: FolderAction::parse(key)?,
@@ -435,6 +439,7 @@ mod tests {
             MenuAction::CancelSignIn,
             MenuAction::SignOut,
             MenuAction::Quit,
+            MenuAction::Update,
             MenuAction::Folder {
                 id: "5f0c-1".into(),
                 action: FolderAction::StopSharing,

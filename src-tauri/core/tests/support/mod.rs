@@ -32,7 +32,7 @@ pub fn require(program: &str) {
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
     assert!(
         found,
-        "`{program}` is not installed, and this test needs it: run scripts/setup.sh \
+        "`{program}` is not installed, and this test needs it: run scripts/setup-tests.sh \
          (it installs dbus-daemon, gnome-keyring, dunst and xvfb)"
     );
 }
