@@ -408,7 +408,8 @@ async fn connect_runs_codex_for_kandan_until_sigterm() {
         )
         .await
         .unwrap();
-    assert_eq!(heartbeat.payload["model"], "gpt-5.5");
+    // Seed C8: without a chat session the heartbeat's model is null, whatever --model says.
+    assert_eq!(heartbeat.payload["model"], serde_json::Value::Null);
     assert_eq!(
         heartbeat.payload["capabilities"]["allowedPorts"],
         serde_json::json!([5173])
