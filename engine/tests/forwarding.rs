@@ -26,10 +26,16 @@ const READY: &str = "local_runner_port_forward_ready";
 /// A chat session whose Codex may run servers (no sandbox, no approvals), with its
 /// forward tunnel up.
 async fn dev_session(name: &str) -> (Harness, Runner, String) {
+    dev_session_forwarding(name, Vec::new()).await
+}
+
+/// [`dev_session`] whose owner forwards `forward_ports` (`--forward-port`).
+async fn dev_session_forwarding(name: &str, forward_ports: Vec<u16>) -> (Harness, Runner, String) {
     let harness = Harness::new(name).await;
     let mut options = harness.session_options();
     options.runtime.sandbox = Some("danger-full-access".into());
     options.runtime.approval_policy = Some("never".into());
+    options.forward_ports = forward_ports;
     let runner = Runner::start(options).await.unwrap();
     harness
         .kandan
@@ -559,19 +565,8 @@ async fn a_listener_restarted_by_another_process_is_revoked_and_asked_again() {
 /// a different process taking one over is revoked and asked about like any other.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_explicit_port_taken_over_by_another_process_is_revoked_and_asked_again() {
-    let harness = Harness::new("explicit-revoke").await;
     let port = free_port();
-    let mut options = harness.session_options();
-    options.runtime.sandbox = Some("danger-full-access".into());
-    options.runtime.approval_policy = Some("never".into());
-    options.forward_ports = vec![port];
-    let mut runner = Runner::start(options).await.unwrap();
-    harness
-        .kandan
-        .wait_for_tunnel(RUNNER_ID, WAIT)
-        .await
-        .unwrap();
-    let thread = harness.bound_thread().await;
+    let (harness, mut runner, thread) = dev_session_forwarding("explicit-revoke", vec![port]).await;
 
     codex_starts_dev_servers(&harness, &thread, &[port]).await;
     assert_eq!(harness.preview_get(port, "/api/hello").await.status(), 200);
