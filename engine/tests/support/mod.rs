@@ -100,16 +100,10 @@ impl Harness {
     }
 
     pub fn codex_source(&self) -> AppServerSource {
-        // A HOME of its own keeps the developer's shell profile (pyenv, prompts) out of
-        // the commands Codex runs through `bash -l`.
-        let home = self.project.dir.join(".home");
-        std::fs::create_dir_all(&home).unwrap();
-        let mut env = self.home.env();
-        env.push(("HOME".into(), home.display().to_string()));
         AppServerSource::Spawn(AppServerSpec {
             codex_bin: mock_model_api::codex_bin().unwrap(),
             extra_args: self.home.app_server_args(),
-            env,
+            env: self.home.env(),
             cwd: self.project.dir.clone(),
         })
     }

@@ -122,6 +122,9 @@ pub fn config_toml(base_url: &str, options: &CodexHomeOptions) -> String {
         line(format!("sandbox_mode = {}", toml_string(mode)));
     }
     line("check_for_update_on_startup = false".into());
+    // Commands run in a plain `bash -c`: a login shell would run this machine's
+    // dotfiles (a pyenv rehash lock left by a killed shell stalled every command 60 s).
+    line("allow_login_shell = false".into());
     line(String::new());
     line("[model_providers.mock]".into());
     line("name = \"Linzumi mock model API\"".into());
@@ -218,6 +221,7 @@ mod tests {
         );
         assert!(config.contains("base_url = \"http://127.0.0.1:9/v1\"\n"));
         assert!(config.contains("approval_policy = \"untrusted\"\n"));
+        assert!(config.contains("allow_login_shell = false\n"));
         assert!(!config.contains("sandbox_mode"));
         assert!(
             config.contains("[projects.\"/no/such \\\"dir\\\"\"]\ntrust_level = \"trusted\"\n")
