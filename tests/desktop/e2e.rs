@@ -296,6 +296,14 @@ async fn sign_in_share_and_approve_from_a_notification() {
     wait_until("the approved command ran", WAIT, || {
         desk.project.join("clicked.txt").exists()
     });
+    // The answered card leaves before the next question, or the next wait would find it.
+    driver
+        .wait_for(
+            "the answered prompt leaves the window",
+            "return document.querySelector('.request') ? null : true;",
+            json!([]),
+        )
+        .await;
 
     // A dev server: its command is approved in the window, its preview too, and "Stop
     // preview" withdraws it (Kandan is told).
