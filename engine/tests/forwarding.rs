@@ -223,6 +223,10 @@ async fn a_dev_server_codex_starts_is_asked_about_approved_and_previewed() {
         )
         .await;
     assert_eq!(approved.payload["ok"], true, "{}", approved.payload);
+    assert_eq!(
+        approved.payload["port"], port,
+        "the seed's approve reply names the port"
+    );
     let resolved = harness
         .event(|event| event.event == "forward_port_resolved")
         .await;

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::intake::ListenUser;
 use super::message_state::{ApprovalChoice, ApprovalPrompt};
+use crate::codex::jsonrpc::{RpcError, codes};
 use crate::codex::protocol::ServerRequest;
 use crate::runner::approvals::request_key;
 
@@ -91,43 +92,36 @@ impl Approvals {
 pub fn prompt(
     rpc_id: &Value,
     method: &str,
+    params: &Value,
     request: &ServerRequest,
     listen: &ListenUser,
     listen_user_id: Option<i64>,
 ) -> ApprovalPrompt {
-    let (summary, reason, what) = match request {
-        ServerRequest::CommandApproval(command) => (
-            command
-                .command
-                .clone()
-                .or_else(|| command.reason.clone())
-                .unwrap_or_else(|| method.to_owned()),
-            command.reason.clone(),
-            "run this command",
-        ),
+    let (reason, what, ours) = match request {
+        ServerRequest::CommandApproval(command) => {
+            (command.reason.clone(), "run this command", None)
+        }
         ServerRequest::FileChangeApproval(change) => (
-            change
-                .reason
-                .clone()
-                .or_else(|| change.grant_root.clone())
-                .unwrap_or_else(|| "Apply file changes".to_owned()),
             change.reason.clone(),
             "apply these file changes",
+            Some(
+                change
+                    .grant_root
+                    .clone()
+                    .unwrap_or_else(|| "Apply file changes".to_owned()),
+            ),
         ),
         ServerRequest::PermissionsApproval(permissions) => (
-            permissions
-                .reason
-                .clone()
-                .unwrap_or_else(|| format!("Grant permissions: {}", permissions.permissions)),
             permissions.reason.clone(),
             "use these permissions for this turn",
+            Some(format!("Grant permissions: {}", permissions.permissions)),
         ),
-        ServerRequest::Unsupported => (method.to_owned(), None, "go ahead"),
+        ServerRequest::Unsupported => (None, "go ahead", None),
     };
-    let (allowed_actor_slug, allowed_actor_user_id) = match listen {
-        ListenUser::All => (None, None),
-        ListenUser::User { slug, user_id } => (Some(slug.clone()), user_id.or(listen_user_id)),
-    };
+    let summary = summary(params)
+        .or(ours)
+        .unwrap_or_else(|| method.to_owned());
+    let (allowed_actor_slug, allowed_actor_user_id) = listen.prompt_actor(listen_user_id);
     ApprovalPrompt {
         request_id: request_key(rpc_id),
         kind: method.to_owned(),
@@ -150,6 +144,27 @@ pub fn prompt(
     }
 }
 
+/// Codex's answer to an approval request no chat message is waiting on: the seed's error.
+pub fn without_source(method: &str) -> RpcError {
+    RpcError {
+        code: codes::INTERNAL_ERROR,
+        message: format!("Codex approval request has no active Kandan source message: {method}"),
+        data: None,
+    }
+}
+
+/// The seed's summary: the first of these string fields of the request's params
+/// (`codexApprovalMessageState`). Where none is there we name what is asked
+/// ([designed]) before falling back to the method, as the seed does.
+fn summary(params: &Value) -> Option<String> {
+    [
+        "command", "cmd", "path", "filePath", "file", "reason", "summary",
+    ]
+    .iter()
+    .find_map(|key| params.get(key).and_then(Value::as_str))
+    .map(str::to_owned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +182,7 @@ mod tests {
         let prompt = prompt(
             &json!(rpc_id),
             server_requests::COMMAND_APPROVAL,
+            &json!({"command": "touch x"}),
             &request,
             &listen,
             None,
@@ -217,5 +233,41 @@ mod tests {
         assert_eq!(approval.prompt.allowed_actor_slug.as_deref(), Some("sean"));
         assert_eq!(approval.prompt.allowed_actor_user_id, Some(7));
         assert_eq!(approval.prompt.choices[0].decision, "approve");
+    }
+
+    #[test]
+    fn the_summary_falls_back_over_the_seeds_fields_in_its_order() {
+        let cases = [
+            (json!({"cmd": "ls", "path": "a", "reason": "r"}), "ls"),
+            (json!({"path": "a", "filePath": "b", "reason": "r"}), "a"),
+            (json!({"filePath": "b", "file": "c"}), "b"),
+            (json!({"file": "c", "summary": "s"}), "c"),
+            (json!({"reason": "r", "summary": "s"}), "r"),
+            (json!({"summary": "s"}), "s"),
+        ];
+        for (params, expected) in cases {
+            assert_eq!(summary(&params).as_deref(), Some(expected), "{params}");
+        }
+        assert_eq!(summary(&json!({"command": ["not", "a string"]})), None);
+        let nothing = prompt(
+            &json!(1),
+            "item/tool/requestUserInput",
+            &json!({}),
+            &ServerRequest::Unsupported,
+            &ListenUser::All,
+            None,
+        );
+        assert_eq!(nothing.summary, "item/tool/requestUserInput");
+    }
+
+    #[test]
+    fn a_request_no_message_waits_on_gets_the_seeds_error() {
+        let error = without_source("item/commandExecution/requestApproval");
+        assert_eq!(
+            error.message,
+            "Codex approval request has no active Kandan source message: \
+             item/commandExecution/requestApproval"
+        );
+        assert_eq!(error.code, codes::INTERNAL_ERROR);
     }
 }

@@ -456,7 +456,10 @@ impl Driver {
                 actor,
                 reply,
             } => {
-                let _ = reply.send(self.resolve_port_forward(&request_id, approve, &actor));
+                let _ = reply.send(
+                    self.resolve_port_forward(&request_id, approve, &actor)
+                        .map(|_| ()),
+                );
             }
             Input::StopPreview { port, reply } => {
                 let _ = reply.send(self.stop_preview(port));
@@ -552,8 +555,12 @@ impl Driver {
             ChatCommand::Deny(id) => self.resolve(&id, None, false, &actor),
             ChatCommand::Interrupt => self.interrupt_active(),
             ChatCommand::Steer(text) => self.steer(text),
-            ChatCommand::ApprovePortForward(id) => self.resolve_port_forward(&id, true, &actor),
-            ChatCommand::DenyPortForward(id) => self.resolve_port_forward(&id, false, &actor),
+            ChatCommand::ApprovePortForward(id) => {
+                self.resolve_port_forward(&id, true, &actor).map(|_| ())
+            }
+            ChatCommand::DenyPortForward(id) => {
+                self.resolve_port_forward(&id, false, &actor).map(|_| ())
+            }
         }
     }
 
@@ -856,14 +863,21 @@ impl Driver {
             .and_then(Value::as_str)
             .unwrap_or_default();
         let Some(&source_seq) = self.reply_targets.get(turn_id) else {
-            // Nobody in Kandan could answer it: refuse rather than leave Codex hanging.
-            warn!(%method, "approval request for a turn with no Kandan message; declined");
-            let _ = codex.respond(&id, &request.answer(false));
+            // Nobody in Kandan could answer it: Codex gets the seed's error rather than
+            // waiting forever, and the event log says so.
+            let error = approvals::without_source(method);
+            warn!("{}", error.message);
+            self.context.log.log(
+                "session.approval_without_source",
+                json!({"method": method, "error": error.message}),
+            );
+            let _ = codex.respond_error(&id, &error);
             return;
         };
         let prompt = approvals::prompt(
             &id,
             method,
+            params,
             &request,
             &self.context.options.listen_user,
             self.listen_user_id,
@@ -1153,7 +1167,12 @@ impl Driver {
                     self.resolve_port_forward(&control.request_id, approve, &actor)
                 };
                 match outcome {
-                    Ok(()) => reply(kind, json!({"ok": true, "requestId": control.request_id})),
+                    // The seed's approve reply names the port.
+                    Ok(Some(port)) => reply(
+                        kind,
+                        json!({"ok": true, "requestId": control.request_id, "port": port}),
+                    ),
+                    Ok(None) => reply(kind, json!({"ok": true, "requestId": control.request_id})),
                     Err(error) => reply(
                         kind,
                         json!({"ok": false, "requestId": control.request_id, "error": error}),
@@ -1346,12 +1365,11 @@ impl Driver {
         self.context
             .outbox
             .send("forward_port_requested", Value::Object(requested));
-        let (slug, user_id) = match &self.context.options.listen_user {
-            ListenUser::All => (None, None),
-            ListenUser::User { slug, user_id } => {
-                (Some(slug.clone()), user_id.or(self.listen_user_id))
-            }
-        };
+        let (slug, user_id) = self
+            .context
+            .options
+            .listen_user
+            .prompt_actor(self.listen_user_id);
         let approval = port_prompts::approval(candidate, request_id, slug, user_id);
         self.publish_state_fields(seq, None, &MessageState::AwaitingApproval(approval));
         self.context.log.log(
@@ -1366,13 +1384,14 @@ impl Driver {
         });
     }
 
-    /// Answers a port-forward prompt; the first answer wins.
+    /// Answers a port-forward prompt (the first answer wins): the approved port, or
+    /// `None` when denied.
     fn resolve_port_forward(
         &mut self,
         request_id: &str,
         approve: bool,
         actor: &ApprovalActor,
-    ) -> Result<(), String> {
+    ) -> Result<Option<u16>, String> {
         if let ApprovalActor::Kandan { slug, user_id } = actor
             && !self
                 .context
@@ -1410,7 +1429,7 @@ impl Driver {
                     &MessageState::Failed("port_forward_denied".into()),
                 );
             }
-            return Ok(());
+            return Ok(None);
         }
         self.port_prompts.approve(&candidate);
         let capabilities = self.change_ports(|ports| {
@@ -1440,7 +1459,7 @@ impl Driver {
                 "payload": payload,
                 "client_id": format!("{}:{request_id}:ready", self.context.instance_id)}),
         );
-        Ok(())
+        Ok(Some(candidate.port))
     }
 
     /// Changes the forwarding ports; returns the capabilities after the change.

@@ -70,6 +70,15 @@ impl ListenUser {
         }
     }
 
+    /// Who a prompt says may answer it: the listen user's slug even when it is `all`
+    /// (seed `allowedActorSlug`), and a user id when one is known.
+    pub fn prompt_actor(&self, bound_user_id: Option<i64>) -> (Option<String>, Option<i64>) {
+        match self {
+            ListenUser::All => (Some("all".to_owned()), None),
+            ListenUser::User { slug, user_id } => (Some(slug.clone()), user_id.or(bound_user_id)),
+        }
+    }
+
     /// Whether an actor (as Kandan reports it) is the listen user (seed `senderAllowed`).
     pub fn allows(&self, actor_slug: Option<&str>, actor_user_id: Option<i64>) -> bool {
         match self {
@@ -209,6 +218,23 @@ mod tests {
                 false
             ),
             Intake::Command(Ok(ChatCommand::Interrupt))
+        );
+    }
+
+    #[test]
+    fn prompts_name_the_listen_user_even_when_it_is_all() {
+        // Seed: allowedActorSlug = listenUser; a user id only for the runner's own user.
+        assert_eq!(
+            ListenUser::parse("all", Some(("sean".into(), 7))).prompt_actor(None),
+            (Some("all".into()), None)
+        );
+        assert_eq!(
+            ListenUser::parse("Sean", Some(("sean".into(), 7))).prompt_actor(None),
+            (Some("Sean".into()), Some(7))
+        );
+        assert_eq!(
+            ListenUser::parse("ada", Some(("sean".into(), 7))).prompt_actor(None),
+            (Some("ada".into()), None)
         );
     }
 }

@@ -113,27 +113,21 @@ impl MessageState {
 /// The processing reason a Codex notification implies, if any (seed
 /// `processingReasonForCodexNotification`).
 pub fn reason_for_notification(method: &str, params: &Value) -> Option<ProcessingReason> {
-    if method == "item/agentMessage/delta"
-        || method == "item/reasoning/textDelta"
-        || method == "item/reasoning/summaryTextDelta"
-    {
+    if method == "item/agentMessage/delta" || method == "item/reasoning/textDelta" {
         return Some(ProcessingReason::StreamingResponse);
     }
     if method.starts_with("item/commandExecution/") || method == "command/exec/outputDelta" {
         return Some(ProcessingReason::RunningTerminalCommand);
     }
-    if method != "item/started" {
-        return None;
-    }
-    let item_type = params
+    // Any other notification: the type of its item, or of the params themselves.
+    let item = params
         .get("item")
-        .and_then(|item| item.get("type"))
-        .and_then(Value::as_str)?;
-    match item_type {
+        .filter(|item| item.is_object())
+        .unwrap_or(params);
+    match item.get("type").and_then(Value::as_str)? {
         "commandExecution" | "terminalInput" => Some(ProcessingReason::RunningTerminalCommand),
-        "agentMessage" | "reasoning" | "fileChange" | "webSearch" => {
-            Some(ProcessingReason::StreamingResponse)
-        }
+        "agentMessage" | "reasoning" | "fileChange" | "web_search_call" | "webSearchCall"
+        | "webSearch" => Some(ProcessingReason::StreamingResponse),
         _ => None,
     }
 }
@@ -197,5 +191,29 @@ mod tests {
             None
         );
         assert_eq!(reason_for_notification("turn/started", &json!({})), None);
+        // The seed looks at any notification's item, or at the params when there is none.
+        for item_type in [
+            "web_search_call",
+            "webSearchCall",
+            "webSearch",
+            "fileChange",
+        ] {
+            assert_eq!(
+                reason_for_notification("item/completed", &json!({"item": {"type": item_type}})),
+                Some(ProcessingReason::StreamingResponse),
+                "{item_type}"
+            );
+        }
+        assert_eq!(
+            reason_for_notification(
+                "rawResponseItem/completed",
+                &json!({"type": "web_search_call"})
+            ),
+            Some(ProcessingReason::StreamingResponse)
+        );
+        assert_eq!(
+            reason_for_notification("item/updated", &json!({"item": {"type": "terminalInput"}})),
+            Some(ProcessingReason::RunningTerminalCommand)
+        );
     }
 }
