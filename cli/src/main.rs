@@ -24,12 +24,17 @@ fn main() -> ExitCode {
             return match flag_errors::message(&error) {
                 Some(message) => {
                     eprintln!("{message}");
-                    ExitCode::from(2)
+                    ExitCode::FAILURE
                 }
                 None => {
-                    // Help and version go to stdout with status 0; usage errors exit 2.
+                    // Help and version go to stdout with status 0; any other error exits
+                    // 1, as every error does in the seed.
                     let _ = error.print();
-                    ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2))
+                    if error.exit_code() == 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
                 }
             };
         }
@@ -44,7 +49,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("linzumi: cannot start: {error}");
+            eprintln!("cannot start: {error}");
             return ExitCode::FAILURE;
         }
     };
@@ -83,14 +88,15 @@ fn main() -> ExitCode {
             Some(Command::Demo(args)) => commands::demo(args).await,
         }
     });
+    // The seed's way with every error: its message alone on stderr, exit 1.
     match outcome {
         Ok(code) => code,
         Err(CommandError::Flag(error)) => {
             eprintln!("{error}");
-            ExitCode::from(2)
+            ExitCode::FAILURE
         }
         Err(CommandError::Failed(message)) => {
-            eprintln!("linzumi: {message}");
+            eprintln!("{message}");
             ExitCode::FAILURE
         }
     }

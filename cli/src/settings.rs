@@ -66,7 +66,7 @@ pub fn stream_flush(value: Option<&str>) -> Result<Option<Duration>, FlagError> 
 /// `defaultListenUserFromToken`).
 pub fn listen_user(flag: Option<&str>, token: &str) -> Result<ListenUser, FlagError> {
     linzumi_engine::auth::identity::listen_user(flag, token)
-        .map_err(|_| flag_error("Missing --listen-user and authenticated user is unavailable."))
+        .map_err(|error| flag_error(error.to_string()))
 }
 
 /// The chat session for a workspace/channel, from the flags.
@@ -246,7 +246,7 @@ mod tests {
         assert_eq!(listen_user(Some("all"), &token).unwrap(), ListenUser::All);
         assert_eq!(
             listen_user(None, "not-a-jwt").unwrap_err().0,
-            "Missing --listen-user and authenticated user is unavailable."
+            "missing --listen-user and authenticated user is unavailable"
         );
     }
 

@@ -90,7 +90,7 @@ fn make_executable(path: &Path) {
 
 #[test]
 fn flag_mistakes_get_the_reference_runners_messages() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (
             &[
                 "connect",
@@ -123,18 +123,38 @@ fn flag_mistakes_get_the_reference_runners_messages() {
             &["connect", "--kandan-url", "ws://h", "--sandbox", "yolo"],
             "unsupported Codex sandbox mode: yolo",
         ),
+        (
+            &[
+                "connect",
+                "--kandan-url",
+                "ws://h",
+                "--token",
+                "not-a-jwt",
+                "--workspace",
+                "w",
+                "--channel",
+                "c",
+                "--codex-bin",
+                "/bin/true",
+            ],
+            "missing --listen-user and authenticated user is unavailable",
+        ),
     ];
     for (args, message) in cases {
         let output = run(args);
-        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        // The seed exits 1 on every error.
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
         assert!(
             stderr(&output).contains(message),
             "{args:?}: {}",
             stderr(&output)
         );
     }
+    // The seed's message alone, no prefix.
+    let listen = run(cases[5].0);
+    assert_eq!(stderr(&listen), format!("{}\n", cases[5].1));
     let unknown = run(&["connect", "--kandan-url", "ws://h", "--frobnicate"]);
-    assert_eq!(unknown.status.code(), Some(2));
+    assert_eq!(unknown.status.code(), Some(1));
     assert!(stderr(&unknown).starts_with("Invalid flag: --frobnicate"));
 }
 
@@ -526,7 +546,7 @@ async fn a_log_file_that_is_a_symbolic_link_is_refused() {
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "linzumi: refusing to write the event log to {}: it is a symbolic link",
+            "refusing to write the event log to {}: it is a symbolic link",
             link.display()
         )),
         "{stderr}"

@@ -142,10 +142,7 @@ async fn a_rejected_join_reports_the_reason() {
         .join("local_runner:r3", runner_payload)
         .await
         .unwrap_err();
-    assert_eq!(
-        error.to_string(),
-        "Kandan refused to join local_runner:r3: runner disabled"
-    );
+    assert_eq!(error.to_string(), "phoenix join failed: runner disabled");
     // A failed join is not registered: joining again is allowed.
     server.clear_faults();
     client

@@ -34,7 +34,8 @@ impl ConnectError {
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum JoinError {
-    #[error("Kandan refused to join {topic}: {}", reason_of(.response))]
+    /// The seed's words (`phoenix join failed: <error>`); the topic stays in the value.
+    #[error("phoenix join failed: {}", join_reason(.response))]
     Rejected { topic: String, response: Value },
     #[error("no reply to joining {topic} within {after:?}")]
     Timeout { topic: String, after: Duration },
@@ -101,6 +102,16 @@ impl PushError {
 }
 
 /// The human part of an error response: `reason` or `error` if present, else the JSON.
+/// The seed's `joinErrorMessage`: the reply's `error`; where Kandan gives none we take
+/// its `reason` or `message` ([designed]) before the seed's "unknown".
+fn join_reason(response: &Value) -> String {
+    ["error", "reason", "message"]
+        .iter()
+        .find_map(|key| response.get(key).and_then(Value::as_str))
+        .unwrap_or("unknown")
+        .to_owned()
+}
+
 fn reason_of(response: &Value) -> String {
     ["reason", "error", "message"]
         .iter()
@@ -120,10 +131,17 @@ mod tests {
             topic: "local_runner:r".into(),
             response: json!({"reason": "unauthorized"}),
         };
-        assert_eq!(
-            error.to_string(),
-            "Kandan refused to join local_runner:r: unauthorized"
-        );
+        assert_eq!(error.to_string(), "phoenix join failed: unauthorized");
+        let error = JoinError::Rejected {
+            topic: "t".into(),
+            response: json!({"error": "runner disabled", "reason": "other"}),
+        };
+        assert_eq!(error.to_string(), "phoenix join failed: runner disabled");
+        let error = JoinError::Rejected {
+            topic: "t".into(),
+            response: json!({"code": 1}),
+        };
+        assert_eq!(error.to_string(), "phoenix join failed: unknown");
         let error = PushError::Rejected {
             topic: "t".into(),
             event: "e".into(),
