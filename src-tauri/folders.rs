@@ -11,6 +11,7 @@ use linzumi_engine::auth::{AccessToken, AuthScope, TokenKey, TokenStore, identit
 use linzumi_engine::codex::{AppServerSource, AppServerSpec, RuntimeOptions};
 use linzumi_engine::dependencies::{self, ToolState};
 use linzumi_engine::kandan_url::KandanUrl;
+use linzumi_engine::phoenix::JoinError;
 use linzumi_engine::runner::{EditorOptions, Runner, RunnerError, RunnerOptions};
 use linzumi_engine::runner::{allowed_cwd, event_log};
 use linzumi_engine::session::SessionOptions;
@@ -50,6 +51,8 @@ fn runner_failure(error: RunnerError) -> ShareFailure {
         RunnerError::Kandan(connect) if connect.is_unauthorized() => {
             ShareFailure::SessionEnded { details }
         }
+        // Kandan answered, and said no: not a network problem.
+        RunnerError::Join(JoinError::Rejected { .. }) => ShareFailure::KandanRefused { details },
         RunnerError::Kandan(_) | RunnerError::Join(_) => {
             ShareFailure::KandanUnreachable { details }
         }

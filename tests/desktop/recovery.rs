@@ -381,6 +381,8 @@ async fn first_run_to_recovery(theme: &str) {
     .await;
     let problem = &state["folders"][0]["problem"];
     assert_eq!(problem["next"], "retry", "{problem:#}");
+    // Kandan answered and said no: not "could not be reached".
+    assert_eq!(problem["title"], "Kandan did not accept this folder");
     let card = text_of(&driver, ".folder-card[data-state=error]").await;
     assert!(card.contains(problem["title"].as_str().unwrap()), "{card}");
     assert!(

@@ -41,6 +41,8 @@ pub enum ShareFailure {
     FolderMissing { path: String },
     /// Kandan could not be reached (network, TLS, a server error).
     KandanUnreachable { details: String },
+    /// Kandan answered but would not take the folder (it refused the join).
+    KandanRefused { details: String },
     /// The signed-in account may not use the folder's channel.
     ChannelNotAllowed { workspace: String, channel: String },
     /// Codex is not installed, or not where the settings say.
@@ -85,6 +87,14 @@ impl ShareFailure {
                 "Kandan could not be reached",
                 "Check your internet connection and the Kandan server in Settings, then try \
                  again."
+                    .into(),
+                Some(NextStep::Retry),
+                Some(details),
+            ),
+            ShareFailure::KandanRefused { details } => problem(
+                "Kandan did not accept this folder",
+                "Kandan answered but turned sharing down; Details say why. Try again, or ask \
+                 whoever runs your Kandan."
                     .into(),
                 Some(NextStep::Retry),
                 Some(details),
@@ -183,6 +193,9 @@ mod tests {
             },
             ShareFailure::KandanUnreachable {
                 details: "could not reach Kandan at ws://k: refused".into(),
+            },
+            ShareFailure::KandanRefused {
+                details: "phoenix join failed: runner disabled".into(),
             },
             ShareFailure::ChannelNotAllowed {
                 workspace: "acme".into(),
