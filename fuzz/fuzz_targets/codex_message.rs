@@ -126,7 +126,7 @@ impl Session {
                 ServerRequest::Unsupported => assert!(answer.is_null()),
             }
         }
-        let shown = prompt(&id, method, &request, &ListenUser::All, None);
+        let shown = prompt(&id, method, params, &request, &ListenUser::All, None);
         assert_eq!(shown.request_id, request_key(&id));
         let key = self.approvals.insert(PendingApproval {
             rpc_id: id.clone(),
