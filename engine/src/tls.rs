@@ -24,9 +24,16 @@ pub enum TlsError {
 
 /// The extra CA file named by the environment, if any.
 pub fn ca_file_from_env() -> Option<PathBuf> {
-    std::env::var_os(CA_FILE_ENV)
-        .map(PathBuf::from)
-        .filter(|path| !path.as_os_str().is_empty())
+    ca_file_from(std::env::var_os(CA_FILE_ENV)?)
+}
+
+/// The seed trims the value; blank means unset.
+fn ca_file_from(value: std::ffi::OsString) -> Option<PathBuf> {
+    let path = match value.to_str() {
+        Some(text) => PathBuf::from(text.trim()),
+        None => PathBuf::from(value),
+    };
+    (!path.as_os_str().is_empty()).then_some(path)
 }
 
 /// A rustls client configuration trusting the system roots and `extra_ca`.
@@ -81,6 +88,16 @@ fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ca_file_variable_is_trimmed_and_blank_is_unset() {
+        assert_eq!(
+            ca_file_from(" /etc/ca.pem\n".into()),
+            Some(PathBuf::from("/etc/ca.pem"))
+        );
+        assert_eq!(ca_file_from("  ".into()), None);
+        assert_eq!(ca_file_from("".into()), None);
+    }
 
     #[test]
     fn missing_ca_file_is_named() {

@@ -29,7 +29,9 @@ async fn joins_with_the_full_capabilities_and_sends_heartbeats() {
         .unwrap();
     assert!(join.accepted);
     assert_eq!(join.payload["clientName"], "kandan-local-codex-runner");
-    assert!(join.payload["version"].is_string());
+    // The seed's literal join version; the build is said beside it.
+    assert_eq!(join.payload["version"], "0.0.1");
+    assert_eq!(join.payload["runnerVersion"], env!("CARGO_PKG_VERSION"));
     let capabilities = &join.payload["capabilities"];
     let project = harness.project.dir.display().to_string();
     assert_eq!(capabilities["codexAppServer"], true);

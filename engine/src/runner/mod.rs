@@ -638,11 +638,15 @@ impl Runner {
     }
 }
 
+/// The join `version` every seed release sends: it names the protocol, not the build.
+const PROTOCOL_VERSION: &str = "0.0.1";
+
 fn join_payload(state: &Mutex<RunnerState>) -> Value {
     let capabilities = state::capabilities_of(state);
     json!({
         "clientName": CLIENT_NAME,
-        "version": env!("CARGO_PKG_VERSION"),
+        "version": PROTOCOL_VERSION,
+        "runnerVersion": env!("CARGO_PKG_VERSION"),
         "capabilities": capabilities,
     })
 }
@@ -962,6 +966,8 @@ impl Loop {
             session.send(SessionInput::Notification { method, params });
             return;
         }
+        // The seed's `params ?? {}`.
+        let params = if params.is_null() { json!({}) } else { params };
         self.outbox.send(
             "codex_notification",
             json!({"instanceId": self.instance_id, "seq": self.seq, "method": method,

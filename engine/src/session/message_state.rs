@@ -88,17 +88,15 @@ impl MessageState {
             if let Some(reason) = &prompt.reason {
                 fields.insert("approval_reason".into(), json!(reason));
             }
-            if !prompt.choices.is_empty() {
-                let choices: Vec<Value> = prompt
-                    .choices
-                    .iter()
-                    .map(|choice| {
-                        json!({"decision": choice.decision, "label": choice.label,
-                            "description": choice.description})
-                    })
-                    .collect();
-                fields.insert("approval_choices".into(), Value::Array(choices));
-            }
+            let choices: Vec<Value> = prompt
+                .choices
+                .iter()
+                .map(|choice| {
+                    json!({"decision": choice.decision, "label": choice.label,
+                        "description": choice.description})
+                })
+                .collect();
+            fields.insert("approval_choices".into(), Value::Array(choices));
             if let Some(slug) = &prompt.allowed_actor_slug {
                 fields.insert("approval_allowed_actor_slug".into(), json!(slug));
             }

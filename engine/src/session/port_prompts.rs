@@ -98,10 +98,15 @@ pub fn prompt_body(candidate: &PortCandidate, request_id: &str) -> String {
 }
 
 pub fn prompt_structured(candidate: &PortCandidate, request_id: &str) -> Value {
-    json!({"kind": "local_runner_port_forward_request", "request_id": request_id,
-        "port": candidate.port, "pid": candidate.pid, "command": candidate.command,
-        "command_line": candidate.command_line, "cwd": candidate.cwd,
-        "command_label": candidate.label()})
+    let mut structured = json!({"kind": "local_runner_port_forward_request",
+        "request_id": request_id, "port": candidate.port, "pid": candidate.pid,
+        "command": candidate.command, "command_line": candidate.command_line,
+        "command_label": candidate.label()});
+    // The seed leaves `cwd` out when it is not known.
+    if let Some(cwd) = &candidate.cwd {
+        structured["cwd"] = json!(cwd);
+    }
+    structured
 }
 
 /// The approval state of the prompt row (seed choices and descriptions).
@@ -219,5 +224,18 @@ mod tests {
             preview_path("runner-1", 5173),
             "/local-runners/runner-1/ports/5173/preview"
         );
+    }
+
+    #[test]
+    fn the_prompt_row_leaves_out_an_unknown_cwd() {
+        let known = prompt_structured(&candidate(), "port-forward-1");
+        assert_eq!(known["cwd"], "/w/app");
+        let unknown = PortCandidate {
+            cwd: None,
+            ..candidate()
+        };
+        let row = prompt_structured(&unknown, "port-forward-1");
+        assert!(row.get("cwd").is_none(), "{row}");
+        assert_eq!(row["kind"], "local_runner_port_forward_request");
     }
 }
