@@ -466,36 +466,7 @@ async fn the_tray_menu_works_in_a_real_tray() {
             choose(&["Up", "Up", "Up", "Up", "Up", "Return"], &picker_shown),
             "Share folder with Kandan… opens the picker"
         );
-        let focus_picker = || {
-            desk.command("xdotool")
-                .args([
-                    "search",
-                    "--onlyvisible",
-                    "--name",
-                    "^Share a folder with Kandan$",
-                ])
-                .args(["windowfocus", "--sync"])
-                .status()
-                .unwrap();
-        };
-        focus_picker();
-        let typed = desk
-            .command("xdotool")
-            .args(["type", "--delay", "30", &format!("{}/", folder.display())])
-            .status()
-            .unwrap();
-        assert!(typed.success());
-        // Return opens the typed folder in the picker, or chooses it; once more chooses it.
-        for _ in 0..3 {
-            if done() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(700));
-            if picker_shown() {
-                focus_picker();
-                key(&["Return"]);
-            }
-        }
+        desk.pick_folder("^Share a folder with Kandan$", folder, done);
     };
 
     assert!(

@@ -108,46 +108,6 @@ async fn start_sign_in(desk: &Desk, driver: &WebDriver, label: &str) -> String {
     desk.opened().remove(before)
 }
 
-/// Chooses `folder` in the native folder picker titled like `title` (a regular
-/// expression), typing its path, until `done`.
-fn pick_folder(desk: &Desk, title: &str, folder: &std::path::Path, done: &dyn Fn() -> bool) {
-    let find = || {
-        let mut command = desk.command("xdotool");
-        command.args(["search", "--onlyvisible", "--name", title]);
-        command
-    };
-    wait_until("the folder picker opens", WAIT, || {
-        find()
-            .output()
-            .is_ok_and(|output| !output.stdout.is_empty())
-    });
-    let focus = || {
-        find().args(["windowfocus", "--sync"]).status().unwrap();
-    };
-    focus();
-    let typed = desk
-        .command("xdotool")
-        .args(["type", "--delay", "30", &format!("{}/", folder.display())])
-        .status()
-        .unwrap();
-    assert!(typed.success());
-    // Return opens the typed folder in the picker, or chooses it; once more chooses it.
-    for _ in 0..4 {
-        if done() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(700));
-        if find()
-            .output()
-            .is_ok_and(|output| !output.stdout.is_empty())
-        {
-            focus();
-            let _ = desk.command("xdotool").args(["key", "Return"]).status();
-        }
-    }
-    wait_until("the picked folder is taken", WAIT, done);
-}
-
 async fn first_run_to_recovery(theme: &str) {
     let kandan = KandanTestServer::start(ServerConfig::default())
         .await
@@ -300,7 +260,7 @@ async fn first_run_to_recovery(theme: &str) {
     // Locate… asks where it went (the native picker); the share follows it there.
     click_button_in(&driver, ".folder-card", "Locate…").await;
     let moved_path = std::fs::canonicalize(&moved).unwrap();
-    pick_folder(&desk, "^Where is my-app now\\?$", &moved_path, &|| {
+    desk.pick_folder("^Where is my-app now\\?$", &moved_path, &|| {
         std::fs::read_to_string(&desk.config_path)
             .is_ok_and(|config| config.contains(moved_path.to_str().unwrap()))
     });

@@ -129,6 +129,44 @@ impl Desk {
         &self.session.dir
     }
 
+    /// Chooses `folder` in the native folder picker titled like `title` (a regular
+    /// expression), typing its path, until `done`.
+    pub fn pick_folder(&self, title: &str, folder: &Path, done: &dyn Fn() -> bool) {
+        let find = || {
+            let mut command = self.command("xdotool");
+            command.args(["search", "--onlyvisible", "--name", title]);
+            command
+        };
+        let shown = || {
+            find()
+                .output()
+                .is_ok_and(|output| !output.stdout.is_empty())
+        };
+        wait_until("the folder picker opens", WAIT, shown);
+        let focus = || {
+            find().args(["windowfocus", "--sync"]).status().unwrap();
+        };
+        focus();
+        let typed = self
+            .command("xdotool")
+            .args(["type", "--delay", "30", &format!("{}/", folder.display())])
+            .status()
+            .unwrap();
+        assert!(typed.success());
+        // Return opens the typed folder in the picker, or chooses it; once more chooses it.
+        for _ in 0..4 {
+            if done() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(700));
+            if shown() {
+                focus();
+                let _ = self.command("xdotool").args(["key", "Return"]).status();
+            }
+        }
+        wait_until("the picked folder is taken", WAIT, done);
+    }
+
     /// dunst, with our dmenu script for pressing buttons.
     pub fn start_dunst(&mut self) {
         let script = self.dir().join("pick.sh");
