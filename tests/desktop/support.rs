@@ -147,6 +147,21 @@ impl Desk {
             find().args(["windowfocus", "--sync"]).status().unwrap();
         };
         focus();
+        // "/" opens the location entry (Ctrl+L would too, but in the Recent view, where
+        // Return does not choose a typed folder); the key after it could be lost while the
+        // entry appears, so the whole path is typed over it a moment later.
+        let key = |keys: &[&str]| {
+            let status = self
+                .command("xdotool")
+                .arg("key")
+                .args(keys)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        };
+        key(&["slash"]);
+        std::thread::sleep(Duration::from_millis(500));
+        key(&["ctrl+a"]);
         let typed = self
             .command("xdotool")
             .args(["type", "--delay", "30", &format!("{}/", folder.display())])
@@ -333,23 +348,34 @@ pub async fn click_button(driver: &WebDriver, label: &str) {
 /// Clicks the button whose text starts with `label` inside the element `scope` (a CSS
 /// selector), e.g. one folder's card.
 pub async fn click_button_in(driver: &WebDriver, scope: &str, label: &str) {
-    driver
-        .wait_for(
-            &format!("a {label:?} button in {scope}"),
-            "const s = document.querySelector(arguments[0]); \
-             const b = s && [...s.querySelectorAll('button')] \
-               .find((b) => b.textContent.trim().startsWith(arguments[1])); \
-             if (!b) return null; b.setAttribute('data-e2e', 'target'); return true;",
-            json!([scope, label]),
-        )
-        .await;
-    driver.click("[data-e2e=target]").await;
-    driver
-        .execute(
-            "document.querySelector('[data-e2e=target]')?.removeAttribute('data-e2e');",
-            json!([]),
-        )
-        .await;
+    // The window re-renders on every snapshot: a button marked a moment ago may be
+    // replaced before the click lands; then it is found and marked again.
+    for _ in 0..10 {
+        driver
+            .wait_for(
+                &format!("a {label:?} button in {scope}"),
+                "const s = document.querySelector(arguments[0]); \
+                 const b = s && [...s.querySelectorAll('button')] \
+                   .find((b) => b.textContent.trim().startsWith(arguments[1])); \
+                 if (!b) return null; b.setAttribute('data-e2e', 'target'); return true;",
+                json!([scope, label]),
+            )
+            .await;
+        let clicked = driver.try_click("[data-e2e=target]").await;
+        driver
+            .execute(
+                "document.querySelector('[data-e2e=target]')?.removeAttribute('data-e2e');",
+                json!([]),
+            )
+            .await;
+        match clicked {
+            Ok(()) => return,
+            Err((error, _)) if error == "no such element" || error == "stale element reference" => {
+            }
+            Err((error, message)) => panic!("clicking {label:?} in {scope}: {error}: {message}"),
+        }
+    }
+    panic!("the {label:?} button in {scope} was replaced before every click");
 }
 
 /// A chat message that scripts the mock model's answer.

@@ -60,19 +60,29 @@ impl WebDriver {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        match self.try_call(method, path, body).await {
+            Ok(value) => value,
+            Err((error, message)) => panic!("WebDriver {path}: {error}: {message}"),
+        }
+    }
+
+    /// A WebDriver command; its error name and message when it fails.
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, (String, Value)> {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let mut request = self.http.request(method, &url);
         if let Some(body) = body {
             request = request.json(&body);
         }
         let response: Value = request.send().await.unwrap().json().await.unwrap();
-        if let Some(error) = response["value"]["error"].as_str() {
-            panic!(
-                "WebDriver {path}: {error}: {}",
-                response["value"]["message"]
-            );
+        match response["value"]["error"].as_str() {
+            Some(error) => Err((error.to_owned(), response["value"]["message"].clone())),
+            None => Ok(response["value"].clone()),
         }
-        response["value"].clone()
     }
 
     /// Runs `script` (a function body; a returned promise is awaited) in the window.
@@ -98,25 +108,27 @@ impl WebDriver {
         }
     }
 
-    /// Clicks the first element matching the CSS `selector`.
-    pub async fn click(&self, selector: &str) {
+    /// Clicks the first element matching `selector`; the error when it is not there (or
+    /// was replaced before the click, as a re-render does).
+    pub async fn try_click(&self, selector: &str) -> Result<(), (String, Value)> {
         let element = self
-            .call(
+            .try_call(
                 reqwest::Method::POST,
                 "/element",
                 Some(json!({"using": "css selector", "value": selector})),
             )
-            .await;
+            .await?;
         let id = element[ELEMENT_KEY]
             .as_str()
             .unwrap_or_else(|| panic!("no element {selector}: {element}"))
             .to_owned();
-        self.call(
+        self.try_call(
             reqwest::Method::POST,
             &format!("/element/{id}/click"),
             Some(json!({})),
         )
-        .await;
+        .await
+        .map(|_| ())
     }
 
     /// A PNG of the window.
