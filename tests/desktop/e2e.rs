@@ -416,15 +416,6 @@ async fn the_tray_menu_works_in_a_real_tray() {
         // The menu grabs the keyboard once it is mapped.
         std::thread::sleep(Duration::from_millis(1000));
     };
-    let key = |keys: &[&str]| {
-        let status = desk
-            .command("xdotool")
-            .arg("key")
-            .args(keys)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
 
     let registered =
         || std::fs::read_dir(&autostart).is_ok_and(|mut entries| entries.next().is_some());
@@ -436,7 +427,7 @@ async fn the_tray_menu_works_in_a_real_tray() {
     let choose = |keys: &[&str], done: &dyn Fn() -> bool| {
         for _ in 0..5 {
             open_menu();
-            key(keys);
+            desk.key(keys);
             let deadline = std::time::Instant::now() + Duration::from_secs(5);
             while !done() && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(100));
@@ -444,7 +435,7 @@ async fn the_tray_menu_works_in_a_real_tray() {
             if done() {
                 return true;
             }
-            key(&["Escape"]);
+            desk.key(&["Escape"]);
         }
         false
     };
@@ -498,7 +489,7 @@ async fn the_tray_menu_works_in_a_real_tray() {
     };
     assert!(!window_shown(), "no window before it is asked for");
     open_menu();
-    key(&["Up", "Up", "Up", "Return"]);
+    desk.key(&["Up", "Up", "Up", "Return"]);
     wait_until("Open Linzumi shows the window", WAIT, window_shown);
 
     // Without a window manager the window opens over the panel: move it below.
@@ -602,7 +593,7 @@ async fn the_tray_menu_works_in_a_real_tray() {
     // The menu with the prompt in it, for a look: .artifacts/desktop-tray-menu.png.
     std::thread::sleep(Duration::from_secs(4)); // Codex asks within a second or two
     open_menu();
-    key(&["Down", "Right"]);
+    desk.key(&["Down", "Right"]);
     std::thread::sleep(Duration::from_millis(700));
     let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
@@ -613,7 +604,7 @@ async fn the_tray_menu_works_in_a_real_tray() {
         .status()
         .unwrap();
     assert!(shot.success());
-    key(&["Escape", "Escape"]);
+    desk.key(&["Escape", "Escape"]);
     assert!(
         choose(&["Down", "Right", "Return"], &touched),
         "Approve in the tray menu runs the command"

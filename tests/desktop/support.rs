@@ -129,6 +129,17 @@ impl Desk {
         &self.session.dir
     }
 
+    /// Presses `keys` (xdotool names) in the focused window.
+    pub fn key(&self, keys: &[&str]) {
+        let status = self
+            .command("xdotool")
+            .arg("key")
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     /// Chooses `folder` in the native folder picker titled like `title` (a regular
     /// expression), typing its path, until `done`.
     pub fn pick_folder(&self, title: &str, folder: &Path, done: &dyn Fn() -> bool) {
@@ -150,18 +161,9 @@ impl Desk {
         // "/" opens the location entry (Ctrl+L would too, but in the Recent view, where
         // Return does not choose a typed folder); the key after it could be lost while the
         // entry appears, so the whole path is typed over it a moment later.
-        let key = |keys: &[&str]| {
-            let status = self
-                .command("xdotool")
-                .arg("key")
-                .args(keys)
-                .status()
-                .unwrap();
-            assert!(status.success());
-        };
-        key(&["slash"]);
+        self.key(&["slash"]);
         std::thread::sleep(Duration::from_millis(500));
-        key(&["ctrl+a"]);
+        self.key(&["ctrl+a"]);
         let typed = self
             .command("xdotool")
             .args(["type", "--delay", "30", &format!("{}/", folder.display())])

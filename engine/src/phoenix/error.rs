@@ -101,21 +101,23 @@ impl PushError {
     }
 }
 
-/// The human part of an error response: `reason` or `error` if present, else the JSON.
+/// The first of `keys` that is a string in an error response.
+fn first_text<'a>(response: &'a Value, keys: &[&str]) -> Option<&'a str> {
+    keys.iter()
+        .find_map(|key| response.get(key).and_then(Value::as_str))
+}
+
 /// The seed's `joinErrorMessage`: the reply's `error`; where Kandan gives none we take
 /// its `reason` or `message` ([designed]) before the seed's "unknown".
 fn join_reason(response: &Value) -> String {
-    ["error", "reason", "message"]
-        .iter()
-        .find_map(|key| response.get(key).and_then(Value::as_str))
+    first_text(response, &["error", "reason", "message"])
         .unwrap_or("unknown")
         .to_owned()
 }
 
+/// The human part of an error response: `reason` or `error` if present, else the JSON.
 fn reason_of(response: &Value) -> String {
-    ["reason", "error", "message"]
-        .iter()
-        .find_map(|key| response.get(key).and_then(Value::as_str))
+    first_text(response, &["reason", "error", "message"])
         .map(str::to_owned)
         .unwrap_or_else(|| response.to_string())
 }
